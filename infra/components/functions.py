@@ -1,0 +1,207 @@
+"""Functions: one Lambda per entry of ``runtime.topology.FUNCTIONS``.
+
+Each function gets: its own auto-named role with an inline least-privilege policy derived from
+its declared resources (:mod:`infra.iam`), a log group created here with a retention, the runtime
+image by digest with the handler as the image command, the configured architecture, memory and
+timeout from the topology, the VPC's private subnets when it talks to the database, active X-Ray
+tracing, and — when EventBridge invokes it asynchronously — an encrypted SQS dead-letter queue
+used both as the async on-failure destination and as the rule target's DLQ.
+
+Creation happens in two steps so the migrations can run in between: the constructor creates the
+roles, log groups, queues and the migrator (the ``Deploy`` function);
+:meth:`Functions.create_service_functions` then creates every other function, each depending on
+the migration invocation, so no function runs new code against an old schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import FunctionsConfig
+from infra.environment import RuntimeRefs, function_environment
+from infra.iam import AccessTargets, assume_role_policy, function_policy, needs_vpc
+from infra.options import function_depends_on, runs_before_migrations
+from runtime.topology import FUNCTIONS, Function, ObjectCreated, OnEvent, Schedule
+
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum
+
+
+def async_functions(topology: Sequence[Function]) -> tuple[Function, ...]:
+    """Invoked asynchronously by EventBridge: retries, a DLQ and an on-failure destination."""
+    return tuple(f for f in topology if isinstance(f.trigger, ObjectCreated | OnEvent | Schedule))
+
+
+def image_config(fn: Function) -> dict[str, list[str]]:
+    """The image's entry point takes the handler's dotted path as its command."""
+    return {"commands": [fn.handler]}
+
+
+def async_invoke_config(fn: Function) -> dict[str, int]:
+    return {
+        "maximum_retry_attempts": fn.retry.maximum_retry_attempts,
+        "maximum_event_age_in_seconds": fn.retry.maximum_event_age_seconds,
+    }
+
+
+@dataclass(frozen=True)
+class TargetArns:
+    """The ARNs behind the topology's ``Resource`` values, as outputs."""
+
+    bucket_arn: pulumi.Input[str]
+    db_secret_arn: pulumi.Input[str]
+    event_bus_arn: pulumi.Input[str]
+    idempotency_table_arn: pulumi.Input[str]
+    anthropic_param_arn: pulumi.Input[str]
+    voyage_param_arn: pulumi.Input[str]
+
+    def resolve(self) -> pulumi.Output[AccessTargets]:
+        return pulumi.Output.all(**self.__dict__).apply(lambda d: AccessTargets(**d))
+
+
+class Functions(pulumi.ComponentResource):
+    lambdas: dict[str, aws.lambda_.Function]
+    roles: dict[str, aws.iam.Role]
+    log_groups: dict[str, aws.cloudwatch.LogGroup]
+    dead_letter_queues: dict[str, aws.sqs.Queue]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: FunctionsConfig,
+        *,
+        stack: str,
+        image_uri: pulumi.Input[str],
+        subnet_ids: pulumi.Input[Sequence[str]],
+        security_group_id: pulumi.Input[str],
+        refs: RuntimeRefs,
+        targets: TargetArns,
+        topology: Sequence[Function] = FUNCTIONS,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("collections:functions:Functions", name, None, opts)
+        self._name = name
+        self._cfg = cfg
+        self._image_uri = image_uri
+        self._subnet_ids = subnet_ids
+        self._security_group_id = security_group_id
+        self._refs = refs
+        self.topology = tuple(topology)
+        self.lambdas = {}
+        self.roles = {}
+        self.role_policies: dict[str, aws.iam.RolePolicy] = {}
+        self.log_groups = {}
+        self.dead_letter_queues = {}
+        self.invoke_configs: dict[str, aws.lambda_.FunctionEventInvokeConfig] = {}
+        resolved_targets = targets.resolve()
+        child = pulumi.ResourceOptions(parent=self)
+
+        for fn in self.topology:
+            log_group = aws.cloudwatch.LogGroup(
+                f"{name}-{fn.name}-logs",
+                name_prefix=f"/collections/{stack}/{fn.name}-",
+                retention_in_days=cfg.log_retention_days,
+                opts=child,
+            )
+            dlq = None
+            if fn in async_functions(self.topology):
+                dlq = aws.sqs.Queue(
+                    f"{name}-{fn.name}-dlq",
+                    sqs_managed_sse_enabled=True,
+                    message_retention_seconds=DLQ_RETENTION_SECONDS,
+                    opts=child,
+                )
+                self.dead_letter_queues[fn.name] = dlq
+            role = aws.iam.Role(
+                f"{name}-{fn.name}-role",
+                description=f"Collections {stack}: {fn.name} function",
+                assume_role_policy=json.dumps(assume_role_policy()),
+                opts=child,
+            )
+            policy = pulumi.Output.all(
+                targets=resolved_targets,
+                log_group_arn=log_group.arn,
+                dlq_arn=dlq.arn if dlq is not None else None,
+            ).apply(
+                lambda a, fn=fn: json.dumps(
+                    function_policy(
+                        fn,
+                        a["targets"],
+                        log_group_arn=a["log_group_arn"],
+                        dead_letter_queue_arn=a["dlq_arn"],
+                    )
+                )
+            )
+            self.role_policies[fn.name] = aws.iam.RolePolicy(
+                f"{name}-{fn.name}-policy", role=role.id, policy=policy, opts=child
+            )
+            self.roles[fn.name] = role
+            self.log_groups[fn.name] = log_group
+
+        for fn in self.topology:
+            if runs_before_migrations(fn):
+                self._create(fn, gates=())
+
+    def create_service_functions(self, migration_gates: Sequence[pulumi.Resource]) -> None:
+        """Create every function that serves traffic, after ``migration_gates``."""
+        for fn in self.topology:
+            if not runs_before_migrations(fn):
+                self._create(fn, gates=migration_gates)
+        self.register_outputs(
+            {
+                "functionNames": {n: f.name for n, f in self.lambdas.items()},
+                "deadLetterQueueUrls": {n: q.url for n, q in self.dead_letter_queues.items()},
+            }
+        )
+
+    def deploy_functions(self) -> list[tuple[Function, aws.lambda_.Function]]:
+        return [(fn, self.lambdas[fn.name]) for fn in self.topology if runs_before_migrations(fn)]
+
+    def spec(self, name: str) -> Function:
+        for fn in self.topology:
+            if fn.name == name:
+                return fn
+        raise KeyError(name)
+
+    def _create(self, fn: Function, gates: Sequence[pulumi.Resource]) -> None:
+        name, cfg = self._name, self._cfg
+        env: Mapping[str, Any] = function_environment(fn, self._refs)
+        vpc_config = (
+            {"subnet_ids": self._subnet_ids, "security_group_ids": [self._security_group_id]}
+            if needs_vpc(fn)
+            else None
+        )
+        depends_on: list[pulumi.Resource] = [self.role_policies[fn.name]]
+        depends_on += function_depends_on(fn, gates)
+        function = aws.lambda_.Function(
+            f"{name}-{fn.name}",
+            # No `name`: auto-named, so a replacement is created before the old one is deleted.
+            description=fn.description,
+            package_type="Image",
+            image_uri=self._image_uri,
+            image_config=image_config(fn),
+            architectures=[cfg.architecture],
+            memory_size=fn.memory_mb,
+            timeout=fn.timeout_s,
+            role=self.roles[fn.name].arn,
+            environment={"variables": dict(env)},
+            vpc_config=vpc_config,
+            tracing_config={"mode": "Active"},
+            logging_config={"log_format": "JSON", "log_group": self.log_groups[fn.name].name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+        self.lambdas[fn.name] = function
+        dlq = self.dead_letter_queues.get(fn.name)
+        if dlq is not None:
+            self.invoke_configs[fn.name] = aws.lambda_.FunctionEventInvokeConfig(
+                f"{name}-{fn.name}-async",
+                function_name=function.name,
+                **async_invoke_config(fn),
+                destination_config={"on_failure": {"destination": dlq.arn}},
+                opts=pulumi.ResourceOptions(parent=self),
+            )

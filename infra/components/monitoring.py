@@ -1,0 +1,206 @@
+"""Monitoring: a CloudWatch dashboard and alarms to an SNS topic (optional email subscription).
+
+Dashboard: HTTP API requests, ``4xx``/``5xx`` and ``Latency`` (the metric names HTTP APIs
+publish under ``AWS/ApiGateway`` with the ``ApiId`` dimension); per function errors, duration and
+throttles; dead-letter queue depth; RDS CPU, free storage and connections.
+Alarms: any message in a dead-letter queue, any function error, the API's 5xx rate, RDS free
+storage. Every metric names its resource through that resource's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import MonitoringConfig
+from infra.options import options_for
+
+API_METRICS = ("Count", "4xx", "5xx", "Latency")
+FUNCTION_METRICS = ("Errors", "Duration", "Throttles")
+RDS_METRICS = ("CPUUtilization", "FreeStorageSpace", "DatabaseConnections")
+GIB = 1024**3
+
+
+def dashboard_name(stack: str) -> str:
+    return f"collections-{stack}"
+
+
+def dashboard_url(region: str, name: str) -> str:
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#dashboards/dashboard/{name}"
+    )
+
+
+def _widget(title: str, metrics: list[list[Any]], region: str, stat: str, y: int, x: int) -> dict:
+    return {
+        "type": "metric",
+        "x": x,
+        "y": y,
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": title,
+            "region": region,
+            "stat": stat,
+            "period": 300,
+            "view": "timeSeries",
+            "metrics": metrics,
+        },
+    }
+
+
+def dashboard_body(
+    *,
+    region: str,
+    api_id: str,
+    function_names: Mapping[str, str],
+    queue_names: Mapping[str, str],
+    db_instance_id: str,
+) -> str:
+    widgets: list[dict[str, Any]] = []
+    api = [["AWS/ApiGateway", m, "ApiId", api_id] for m in ("Count", "4xx", "5xx")]
+    widgets.append(_widget("API requests and errors", api, region, "Sum", 0, 0))
+    latency = [["AWS/ApiGateway", "Latency", "ApiId", api_id, {"stat": s}] for s in ("p50", "p99")]
+    widgets.append(_widget("API latency (ms)", latency, region, "p99", 0, 12))
+    for i, metric in enumerate(FUNCTION_METRICS):
+        stat = "Average" if metric == "Duration" else "Sum"
+        rows = [
+            ["AWS/Lambda", metric, "FunctionName", name, {"label": fn}]
+            for fn, name in sorted(function_names.items())
+        ]
+        widgets.append(
+            _widget(f"Functions: {metric}", rows, region, stat, 6 + 6 * (i // 2), 12 * (i % 2))
+        )
+    dlq = [
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", name, {"label": fn}]
+        for fn, name in sorted(queue_names.items())
+    ]
+    widgets.append(_widget("Dead-letter queues: messages", dlq, region, "Maximum", 12, 12))
+    for i, metric in enumerate(RDS_METRICS):
+        rows = [["AWS/RDS", metric, "DBInstanceIdentifier", db_instance_id]]
+        widgets.append(
+            _widget(f"Database: {metric}", rows, region, "Average", 18 + 6 * (i // 2), 12 * (i % 2))
+        )
+    return json.dumps({"widgets": widgets})
+
+
+class Monitoring(pulumi.ComponentResource):
+    topic: aws.sns.Topic
+    dashboard: aws.cloudwatch.Dashboard
+    dashboard_url: pulumi.Output[str]
+    alarms: dict[str, aws.cloudwatch.MetricAlarm]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: MonitoringConfig,
+        *,
+        stack: str,
+        region: str,
+        api_id: pulumi.Input[str],
+        function_names: Mapping[str, pulumi.Input[str]],
+        queue_names: Mapping[str, pulumi.Input[str]],
+        db_instance_id: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("collections:monitoring:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.topic = aws.sns.Topic(f"{name}-alarms", opts=child)
+        if cfg.alarm_email:
+            aws.sns.TopicSubscription(
+                f"{name}-alarms-email",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=cfg.alarm_email,
+                opts=child,
+            )
+        actions = [self.topic.arn]
+        self.alarms = {}
+
+        def alarm(key: str, **kwargs: Any) -> None:
+            self.alarms[key] = aws.cloudwatch.MetricAlarm(
+                f"{name}-{key}",
+                alarm_actions=actions,
+                ok_actions=actions,
+                treat_missing_data="notBreaching",
+                opts=child,
+                **kwargs,
+            )
+
+        for fn, queue in sorted(queue_names.items()):
+            alarm(
+                f"{fn}-dlq",
+                alarm_description=f"{fn}: events in the dead-letter queue",
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": queue},
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=1,
+                threshold=0,
+                comparison_operator="GreaterThanThreshold",
+            )
+        for fn, function in sorted(function_names.items()):
+            alarm(
+                f"{fn}-errors",
+                alarm_description=f"{fn}: function errors",
+                namespace="AWS/Lambda",
+                metric_name="Errors",
+                dimensions={"FunctionName": function},
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                threshold=0,
+                comparison_operator="GreaterThanThreshold",
+            )
+        # For HTTP APIs the 5xx metric is 0 or 1 per request, so its Average is the error rate.
+        alarm(
+            "api-5xx-rate",
+            alarm_description="API: share of requests answered 5xx",
+            namespace="AWS/ApiGateway",
+            metric_name="5xx",
+            dimensions={"ApiId": api_id},
+            statistic="Average",
+            period=300,
+            evaluation_periods=2,
+            threshold=cfg.api_5xx_rate_threshold,
+            comparison_operator="GreaterThanThreshold",
+        )
+        alarm(
+            "db-free-storage",
+            alarm_description="Database: free storage low",
+            namespace="AWS/RDS",
+            metric_name="FreeStorageSpace",
+            dimensions={"DBInstanceIdentifier": db_instance_id},
+            statistic="Minimum",
+            period=300,
+            evaluation_periods=1,
+            threshold=cfg.db_free_storage_threshold_gb * GIB,
+            comparison_operator="LessThanThreshold",
+        )
+
+        fn_names = pulumi.Output.all(**function_names)
+        q_names = pulumi.Output.all(**queue_names)
+        body = pulumi.Output.all(api_id, fn_names, q_names, db_instance_id).apply(
+            lambda a: dashboard_body(
+                region=region,
+                api_id=a[0],
+                function_names=a[1],
+                queue_names=a[2],
+                db_instance_id=a[3],
+            )
+        )
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=dashboard_name(stack),
+            dashboard_body=body,
+            opts=options_for("dashboard", protect=False, parent=self),
+        )
+        self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(region, n))
+        self.register_outputs({"dashboardUrl": self.dashboard_url, "topicArn": self.topic.arn})

@@ -1,0 +1,49 @@
+"""Secrets: the API keys from Pulumi config secrets into SSM SecureString parameters named
+``/collections/<stack>/<configKey>``. Functions receive the parameter *names* and read the values
+at run time; the values exist only in the (encrypted) config and in these parameters.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import SecretsConfig
+from infra.options import options_for
+
+
+def parameter_name(stack: str, key: str) -> str:
+    """The one naming scheme for parameters: ``/collections/<stack>/<name>``."""
+    return f"/collections/{stack}/{key}"
+
+
+class Secrets(pulumi.ComponentResource):
+    parameters: dict[str, aws.ssm.Parameter]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: SecretsConfig,
+        *,
+        stack: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("collections:secrets:Secrets", name, None, opts)
+        self.parameters = {}
+        for key, secret in cfg.items():
+            self.parameters[key] = aws.ssm.Parameter(
+                f"{name}-{key}",
+                name=parameter_name(stack, key),
+                type="SecureString",
+                value=pulumi.Output.secret(secret.reveal()),
+                description=f"Collections {stack}: {key} (from Pulumi config secret)",
+                # A fixed name cannot coexist with its replacement.
+                opts=options_for("ssm-parameter", protect=False, parent=self),
+            )
+        self.register_outputs({k: p.name for k, p in self.parameters.items()})
+
+    def name_of(self, key: str) -> pulumi.Output[str]:
+        return self.parameters[key].name
+
+    def arn_of(self, key: str) -> pulumi.Output[str]:
+        return self.parameters[key].arn

@@ -1,0 +1,94 @@
+"""The database engine: created lazily, once per process, reused across Lambda invocations.
+
+Locally the URL comes from settings. On AWS it is built from the host and the RDS-managed master
+secret, whose password is fetched (and cached) at connect time so that a rotation is picked up by
+new connections; TLS is required.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from runtime.config import Settings, get_settings
+
+SECRET_MAX_AGE_SECONDS = 300
+
+
+def database_url(settings: Settings) -> str | URL:
+    if settings.database_url:
+        return settings.database_url
+    if not (settings.db_host and settings.db_secret_arn):
+        raise RuntimeError(
+            "no database configured: set COLLECTIONS_DATABASE_URL, or COLLECTIONS_DB_HOST "
+            "and COLLECTIONS_DB_SECRET_ARN"
+        )
+    return URL.create(
+        "postgresql+psycopg",
+        host=settings.db_host,
+        port=settings.db_port,
+        database=settings.db_name,
+        query={"sslmode": "require"},
+    )
+
+
+def make_engine(settings: Settings) -> Engine:
+    engine = create_engine(
+        database_url(settings),
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=2,
+        pool_recycle=300,
+    )
+    if not settings.database_url:
+        secret_arn = settings.db_secret_arn
+
+        @event.listens_for(engine, "do_connect")
+        def _inject_credentials(dialect, conn_rec, cargs, cparams):  # type: ignore[no-untyped-def]
+            from aws_lambda_powertools.utilities import parameters
+
+            secret = json.loads(
+                parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS)  # type: ignore[arg-type]
+            )
+            cparams["user"] = secret["username"]
+            cparams["password"] = secret["password"]
+
+    return engine
+
+
+@cache
+def get_engine() -> Engine:
+    return make_engine(get_settings())
+
+
+@cache
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A unit of work: commits on success, rolls back on any exception."""
+    session = _session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def reset_engine() -> None:
+    """Forget the cached engine (tests and local mode switch databases)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+    _session_factory.cache_clear()

@@ -1,0 +1,33 @@
+"""What the domain needs from the outside world, as small interfaces (S3 and EventBridge on AWS,
+the local emulator's endpoints in local mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from runtime.events import PipelineEvent
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+class BlobStore(Protocol):
+    def get(self, key: str) -> bytes: ...
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def delete(self, keys: list[str]) -> None: ...
+
+    def list(self, prefix: str) -> Iterator[StoredObject]: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, event: PipelineEvent) -> None: ...

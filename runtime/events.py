@@ -1,0 +1,107 @@
+"""Event contracts: what the pipeline publishes on its bus, and the S3 event it consumes.
+
+Every pipeline event carries ``schema_version`` so that consumers can refuse shapes they do not
+know; the tenant (``user_id``) is in every event. The S3 "Object Created" event is parsed with
+Powertools' model of the EventBridge notification, exactly as AWS delivers it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, ClassVar, Literal
+
+from aws_lambda_powertools.utilities.parser.models import (
+    EventBridgeModel,
+    S3EventNotificationEventBridgeModel,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.topology import EventType
+
+SCHEMA_VERSION = "1"
+_ORIGINAL_KEY = re.compile(r"^users/(?P<user_id>[^/]+)/items/(?P<item_id>[0-9a-fA-F-]{36})/original$")
+
+
+class PipelineEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    detail_type: ClassVar[EventType]
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    item_id: uuid.UUID
+    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ImageProcessed(PipelineEvent):
+    detail_type = EventType.IMAGE_PROCESSED
+    generation: int
+    analysis_key: str
+    width: int
+    height: int
+    content_type: str
+
+
+class AnalysisRequested(PipelineEvent):
+    """A re-analysis asked for by the user (the API bumps the item's generation first)."""
+
+    detail_type = EventType.ANALYSIS_REQUESTED
+    generation: int
+
+
+class ItemAnalyzed(PipelineEvent):
+    detail_type = EventType.ITEM_ANALYZED
+    generation: int
+    analysis_version: int
+
+
+class ItemIndexed(PipelineEvent):
+    detail_type = EventType.ITEM_INDEXED
+    analysis_version: int
+
+
+class ItemFailed(PipelineEvent):
+    detail_type = EventType.ITEM_FAILED
+    stage: str
+    reason: str
+
+
+class ImageProcessedEvent(EventBridgeModel):
+    detail: ImageProcessed
+
+
+class AnalyzeTriggerEvent(EventBridgeModel):
+    detail: ImageProcessed | AnalysisRequested
+
+
+class ItemAnalyzedEvent(EventBridgeModel):
+    detail: ItemAnalyzed
+
+
+S3ObjectCreatedEvent = S3EventNotificationEventBridgeModel
+
+
+class OriginalKey(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    item_id: uuid.UUID
+
+    @classmethod
+    def parse(cls, key: str) -> OriginalKey | None:
+        """The tenant and item of an original's key, or None for any other key."""
+        match = _ORIGINAL_KEY.match(key)
+        if not match:
+            return None
+        return cls(user_id=match["user_id"], item_id=uuid.UUID(match["item_id"]))
+
+
+def item_prefix(user_id: str, item_id: uuid.UUID) -> str:
+    return f"users/{user_id}/items/{item_id}/"
+
+
+def original_key(user_id: str, item_id: uuid.UUID) -> str:
+    return f"{item_prefix(user_id, item_id)}original"
+
+
+def derived_key(user_id: str, item_id: uuid.UUID, name: str, extension: str) -> str:
+    return f"{item_prefix(user_id, item_id)}derived/{name}.{extension}"

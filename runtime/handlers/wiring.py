@@ -1,0 +1,47 @@
+"""The pipeline's real collaborators, created once per process (per Lambda container)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from runtime.adapters.aws import client
+from runtime.adapters.bus import EventBridgePublisher
+from runtime.adapters.idempotency import IdempotentCalls
+from runtime.adapters.storage import S3BlobStore
+from runtime.config import get_settings
+from runtime.db.session import session_scope
+from runtime.domain.pipeline import Outcome, Pipeline, UnguardedCalls
+from runtime.providers.factory import get_analyzer, get_embedder
+
+METRICS_NAMESPACE = "Collections"
+
+
+@cache
+def pipeline() -> Pipeline:
+    settings = get_settings()
+    guard = (
+        IdempotentCalls(settings.idempotency_table, client("dynamodb"))
+        if settings.idempotency_table
+        else UnguardedCalls()
+    )
+    return Pipeline(
+        settings=settings,
+        sessions=session_scope,
+        store=S3BlobStore(client("s3"), settings.bucket),
+        publisher=EventBridgePublisher(client("events"), settings.event_bus_name, settings.event_source),
+        analyzer=lambda: get_analyzer(settings),
+        embedder=lambda: get_embedder(settings),
+        model_calls=guard,
+    )
+
+
+def report(outcome: Outcome, logger: Logger, metrics: Metrics) -> dict[str, str | None]:
+    """Log the outcome with its item and count it as a metric (ItemsDone, ItemsFailed…)."""
+    logger.append_keys(item_id=outcome.item_id)
+    logger.info("event handled", extra={"result": outcome.result, "detail": outcome.detail})
+    name = "Items" + outcome.result.title().replace("-", "")
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    return outcome.as_dict()

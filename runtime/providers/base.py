@@ -1,0 +1,52 @@
+"""The provider interfaces: an image analyzer and a text embedder.
+
+Real providers (Anthropic, Voyage AI) and offline ones (OCR heuristics, a local MiniLM) sit
+behind the same two protocols; ``runtime.providers.factory`` picks one per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from runtime.domain.analysis import Analysis
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """An analysis plus what it cost: who produced it, tokens, wall-clock latency."""
+
+    analysis: Analysis
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: int
+
+
+@runtime_checkable
+class Analyzer(Protocol):
+    provider: str
+    model: str
+
+    def analyze(self, image: bytes, content_type: str) -> AnalysisResult:
+        """Analyze one image (the downscaled analysis derivative, long edge <= 1568 px).
+
+        Raises ``PermanentError`` when retrying cannot help and ``TransientError`` when it can.
+        """
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    provider: str
+    model: str
+    dimension: int
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One unit-length vector per text, for storage."""
+        ...
+
+    def embed_query(self, text: str) -> list[float]:
+        """One vector for a search query (asymmetric models embed queries differently)."""
+        ...

@@ -1,0 +1,131 @@
+"""Choose the analyzer and the embedder for this process from the settings.
+
+``settings.analyzer`` / ``settings.embedder``:
+- ``"anthropic"`` / ``"voyage"``: the real provider (fails per item if no key is configured);
+- ``"local"``: the offline provider (OCR heuristics / all-MiniLM-L6-v2);
+- ``"auto"``: the real provider when its key is available (an SSM parameter name is configured,
+  or the provider's environment variable is set), else the offline one.
+
+One instance per process for each distinct relevant configuration; nothing heavy (SDK imports,
+models, OCR engine) is loaded here: the providers load lazily on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from runtime.adapters.secrets import get_secret
+from runtime.config import LOCAL_EMBEDDING_DIMENSION, VOYAGE_DEFAULT_DIMENSION
+
+if TYPE_CHECKING:
+    from runtime.config import Settings
+    from runtime.providers.base import Analyzer, Embedder
+
+_lock = threading.Lock()
+_analyzers: dict[tuple[object, ...], Analyzer] = {}
+_embedders: dict[tuple[object, ...], Embedder] = {}
+
+
+def _key_available(param_name: str | None, env_var: str) -> bool:
+    """A configured SSM parameter counts as available without reading it (no AWS call here)."""
+    if param_name:
+        return True
+    return bool(get_secret(None, env_var))
+
+
+def analyzer_kind(settings: Settings) -> str:
+    """``"anthropic"`` or ``"local"``, resolving ``"auto"``."""
+    if settings.analyzer != "auto":
+        return settings.analyzer
+    if _key_available(settings.anthropic_api_key_param, "ANTHROPIC_API_KEY"):
+        return "anthropic"
+    return "local"
+
+
+def embedder_kind(settings: Settings) -> str:
+    """``"voyage"`` or ``"local"``, resolving ``"auto"``."""
+    if settings.embedder != "auto":
+        return settings.embedder
+    if _key_available(settings.voyage_api_key_param, "VOYAGE_API_KEY"):
+        return "voyage"
+    return "local"
+
+
+def embedding_dimension(settings: Settings) -> int:
+    """The dimension of the vectors the configured embedder produces, without loading it."""
+    if settings.embedding_dimension:
+        return settings.embedding_dimension
+    if embedder_kind(settings) == "voyage":
+        return VOYAGE_DEFAULT_DIMENSION
+    return LOCAL_EMBEDDING_DIMENSION
+
+
+def get_analyzer(settings: Settings) -> Analyzer:
+    kind = analyzer_kind(settings)
+    if kind == "anthropic":
+        key: tuple[object, ...] = (
+            kind,
+            settings.anthropic_model,
+            settings.anthropic_base_url,
+            settings.anthropic_api_key_param,
+            settings.anthropic_max_tokens,
+            settings.anthropic_timeout_s,
+        )
+    else:
+        key = (kind,)
+    with _lock:
+        analyzer = _analyzers.get(key)
+        if analyzer is None:
+            if kind == "anthropic":
+                from runtime.providers.anthropic_analyzer import AnthropicAnalyzer
+
+                analyzer = AnthropicAnalyzer(settings)
+            else:
+                from runtime.providers.local_analyzer import LocalAnalyzer
+
+                analyzer = LocalAnalyzer()
+            _analyzers[key] = analyzer
+    return analyzer
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    kind = embedder_kind(settings)
+    if kind == "voyage":
+        key: tuple[object, ...] = (
+            kind,
+            settings.voyage_model,
+            settings.voyage_base_url,
+            settings.voyage_api_key_param,
+            embedding_dimension(settings),
+        )
+    else:
+        key = (kind,)
+    with _lock:
+        embedder = _embedders.get(key)
+        if embedder is None:
+            if kind == "voyage":
+                from runtime.providers.voyage_embedder import VoyageEmbedder
+
+                embedder = VoyageEmbedder(settings)
+            else:
+                if settings.embedding_dimension not in (None, LOCAL_EMBEDDING_DIMENSION):
+                    raise ValueError(
+                        f"the local embedder produces {LOCAL_EMBEDDING_DIMENSION}-d vectors, "
+                        f"but embedding_dimension is {settings.embedding_dimension}"
+                    )
+                from runtime.providers.local_embedder import LocalEmbedder
+
+                embedder = LocalEmbedder()
+            _embedders[key] = embedder
+    return embedder
+
+
+def reset() -> None:
+    """Forget the cached instances (tests; the loaded models stay loaded)."""
+    with _lock:
+        _analyzers.clear()
+        _embedders.clear()
+
+
+reset_cache = reset

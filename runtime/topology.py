@@ -1,0 +1,204 @@
+"""The one declaration of the service's functions: what runs, on what trigger, with what access.
+
+The Pulumi program creates one Lambda (with its role, log group, trigger and permission) per entry,
+and local mode wires the same handlers to the same triggers. Nothing else lists the functions.
+This module is plain data: it imports nothing heavy, so the Pulumi program can read it.
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# S3 key layout. Every key starts with the tenant: users/<sub>/items/<item_id>/...
+ORIGINAL_KEY_PATTERN = "users/*/items/*/original"
+DERIVED_KEY_PATTERN = "users/*/items/*/derived/*"
+USERS_PREFIX = "users/"
+
+
+class EventType(StrEnum):
+    """``detail-type`` of the events the pipeline publishes on its bus."""
+
+    IMAGE_PROCESSED = "ImageProcessed"
+    ITEM_ANALYZED = "ItemAnalyzed"
+    ITEM_INDEXED = "ItemIndexed"
+    ITEM_FAILED = "ItemFailed"
+    ANALYSIS_REQUESTED = "AnalysisRequested"
+
+
+class Resource(StrEnum):
+    """What a function may touch. The Pulumi program turns each into least-privilege IAM."""
+
+    DATABASE = "database"  # RDS connection + the RDS-managed master secret
+    ORIGINALS = "s3:originals"  # users/*/items/*/original
+    DERIVED = "s3:derived"  # users/*/items/*/derived/*
+    USER_OBJECTS = "s3:users"  # everything under users/ (list and delete)
+    EVENTS = "events:bus"  # PutEvents on the pipeline bus
+    ANTHROPIC_KEY = "ssm:anthropicApiKey"
+    VOYAGE_KEY = "ssm:voyageApiKey"
+    IDEMPOTENCY = "dynamodb:idempotency"
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    """S3 "Object Created" on the bucket (via EventBridge), for keys matching a wildcard."""
+
+    key_pattern: str
+
+
+@dataclass(frozen=True)
+class OnEvent:
+    """Events on the pipeline bus with one of these detail-types."""
+
+    detail_types: tuple[EventType, ...]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An EventBridge schedule expression, e.g. ``rate(1 hour)``."""
+
+    expression: str
+
+
+@dataclass(frozen=True)
+class Http:
+    """The HTTP API. ``public_routes`` need no token; everything else is authorized."""
+
+    public_routes: tuple[str, ...] = ("GET /health", "GET /version", "GET /openapi.json", "GET /docs")
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Invoked once per deployment whose migration set changed (never by an event)."""
+
+
+Trigger = ObjectCreated | OnEvent | Schedule | Http | Deploy
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How an event is retried before it lands in the dead-letter queue (AWS and local alike)."""
+
+    maximum_retry_attempts: int = 2
+    maximum_event_age_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    handler: str  # dotted path of the Lambda handler: the image command
+    trigger: Trigger
+    memory_mb: int
+    timeout_s: int
+    reads: frozenset[Resource] = field(default_factory=frozenset)
+    writes: frozenset[Resource] = field(default_factory=frozenset)
+    retry: RetryPolicy = RetryPolicy()
+    description: str = ""
+
+    @property
+    def resources(self) -> frozenset[Resource]:
+        return self.reads | self.writes
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(
+        name="api",
+        handler="runtime.handlers.api.handler",
+        trigger=Http(),
+        memory_mb=1024,
+        timeout_s=29,
+        reads=frozenset({Resource.DATABASE, Resource.USER_OBJECTS, Resource.VOYAGE_KEY}),
+        writes=frozenset({Resource.DATABASE, Resource.USER_OBJECTS, Resource.EVENTS}),
+        description="HTTP API: items, uploads, search",
+    ),
+    Function(
+        name="thumbnail",
+        handler="runtime.handlers.thumbnail.handler",
+        trigger=ObjectCreated(key_pattern=ORIGINAL_KEY_PATTERN),
+        memory_mb=2048,
+        timeout_s=120,
+        reads=frozenset({Resource.ORIGINALS, Resource.DATABASE}),
+        writes=frozenset({Resource.DERIVED, Resource.DATABASE, Resource.EVENTS}),
+        description="Thumbnails and the analysis-size derivative of an uploaded original",
+    ),
+    Function(
+        name="analyze",
+        handler="runtime.handlers.analyze.handler",
+        trigger=OnEvent(detail_types=(EventType.IMAGE_PROCESSED, EventType.ANALYSIS_REQUESTED)),
+        memory_mb=1024,
+        timeout_s=300,
+        reads=frozenset(
+            {Resource.DERIVED, Resource.DATABASE, Resource.ANTHROPIC_KEY, Resource.IDEMPOTENCY}
+        ),
+        writes=frozenset({Resource.DATABASE, Resource.EVENTS, Resource.IDEMPOTENCY}),
+        description="Vision-model analysis of the analysis-size derivative",
+    ),
+    Function(
+        name="embed",
+        handler="runtime.handlers.embed.handler",
+        trigger=OnEvent(detail_types=(EventType.ITEM_ANALYZED,)),
+        memory_mb=1024,
+        timeout_s=120,
+        reads=frozenset({Resource.DATABASE, Resource.VOYAGE_KEY}),
+        writes=frozenset({Resource.DATABASE, Resource.EVENTS}),
+        description="Search document (full text + embedding) from the latest analysis",
+    ),
+    Function(
+        name="cleanup",
+        handler="runtime.handlers.cleanup.handler",
+        trigger=Schedule(expression="rate(1 hour)"),
+        memory_mb=512,
+        timeout_s=300,
+        reads=frozenset({Resource.DATABASE, Resource.USER_OBJECTS}),
+        writes=frozenset({Resource.DATABASE, Resource.USER_OBJECTS}),
+        description="Fails abandoned items and removes unreferenced objects",
+    ),
+    Function(
+        name="migrate",
+        handler="runtime.handlers.migrate.handler",
+        trigger=Deploy(),
+        memory_mb=512,
+        timeout_s=300,
+        reads=frozenset({Resource.DATABASE}),
+        writes=frozenset({Resource.DATABASE}),
+        description="Applies database migrations during a deployment",
+    ),
+)
+
+
+def function(name: str) -> Function:
+    for fn in FUNCTIONS:
+        if fn.name == name:
+            return fn
+    raise KeyError(f"no function named {name!r} in the topology")
+
+
+def event_functions() -> tuple[Function, ...]:
+    """Functions invoked asynchronously by EventBridge (each needs a retry policy and a DLQ)."""
+    return tuple(f for f in FUNCTIONS if isinstance(f.trigger, ObjectCreated | OnEvent | Schedule))
+
+
+PIPELINE_EVENT_SOURCE = "collections.pipeline"
+
+
+def event_pattern(fn: Function, *, bucket: str, source: str = PIPELINE_EVENT_SOURCE) -> dict | None:
+    """The EventBridge event pattern of an event-triggered function (None for other triggers).
+
+    S3 events arrive on the account's default bus; pipeline events on the stack's own bus.
+    """
+    trigger = fn.trigger
+    if isinstance(trigger, ObjectCreated):
+        return {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {
+                "bucket": {"name": [bucket]},
+                "object": {"key": [{"wildcard": trigger.key_pattern}]},
+            },
+        }
+    if isinstance(trigger, OnEvent):
+        return {"source": [source], "detail-type": [str(t) for t in trigger.detail_types]}
+    return None
+
+
+def uses_default_bus(fn: Function) -> bool:
+    """S3's EventBridge notifications can only be matched on the default bus."""
+    return isinstance(fn.trigger, ObjectCreated)

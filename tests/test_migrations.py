@@ -1,0 +1,77 @@
+"""Alembic migrations on an empty database: up, down, and up again."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, inspect, text
+
+from runtime.db import migrate
+from runtime.local.postgres import LocalPostgres
+
+
+def _indexes(engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+        )
+        return {name: definition for name, definition in rows}
+
+
+def test_migrations_up_down_up(postgres: LocalPostgres) -> None:
+    postgres.drop_database("migrations_check")
+    engine = create_engine(postgres.create_database("migrations_check", extensions=()))
+    try:
+        assert migrate.current_revision(engine) is None
+        migrate.upgrade(engine)
+        assert migrate.is_current(engine)
+        assert {"items", "analyses", "search_documents"} <= set(inspect(engine).get_table_names())
+
+        indexes = _indexes(engine)
+        assert (
+            "USING hnsw (embedding vector_cosine_ops)"
+            in indexes["search_documents_embedding_hnsw_idx"]
+        )
+        assert "USING gin (user_id, tsv)" in indexes["search_documents_user_tsv_idx"]
+        assert "(user_id, created_at DESC, id DESC)" in indexes["items_user_created_idx"]
+        assert "(user_id, category)" in indexes["search_documents_user_category_idx"]
+        with engine.connect() as conn:
+            dimension = conn.execute(
+                text(
+                    "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'search_documents'::regclass "
+                    "AND attname = 'embedding'"
+                )
+            ).scalar()
+            assert dimension == 384  # the configured (local) embedder's dimension
+            unique = (
+                conn.execute(
+                    text(
+                        "SELECT conname FROM pg_constraint WHERE conrelid = 'analyses'::regclass AND contype = 'u'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert set(unique) == {"analyses_item_version_key", "analyses_item_generation_key"}
+        tenant_free = [
+            name
+            for name, definition in indexes.items()
+            if "user_id" not in definition and not name.endswith("_pkey") and "alembic" not in name
+        ]
+        # the only indexes without the tenant: the ANN index (filtered during the scan), the
+        # cross-tenant housekeeping index, and the unique constraints keyed by item
+        assert sorted(tenant_free) == sorted(
+            [
+                "search_documents_embedding_hnsw_idx",
+                "items_stuck_idx",
+                "analyses_item_version_key",
+                "analyses_item_generation_key",
+            ]
+        )
+
+        migrate.downgrade(engine)
+        assert migrate.current_revision(engine) is None
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        migrate.upgrade(engine)
+        assert migrate.is_current(engine)
+    finally:
+        engine.dispose()
+        postgres.drop_database("migrations_check")

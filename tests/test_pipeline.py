@@ -1,0 +1,316 @@
+"""The image pipeline end to end on real PostgreSQL + pgvector and the AWS emulator:
+S3 -> EventBridge -> rule -> queue -> handler, exactly as the topology wires it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from runtime.db.models import Analysis, Item, SearchDocument
+from runtime.db.session import session_scope
+from runtime.domain.analysis import Analysis as AnalysisModel
+from runtime.domain.items import create_item
+from runtime.local.cloud import EventPump, LocalCloud, LocalContext, load_handler
+from runtime.topology import function
+from tests.corpus import bad_image_corpus, sample_heic, sample_jpeg
+from tests.events import eventbridge_event, s3_object_created
+from tests.fakes.model_server import FakeModelServer
+
+USER = "0b8f2c3e-1111-4a4a-9c9c-000000000001"
+
+
+def new_item(user: str = USER, name: str = "photo.jpg") -> Item:
+    with session_scope() as session:
+        return create_item(
+            session, user_id=user, file_name=name, content_type="image/jpeg", byte_size=None
+        )
+
+
+def upload(cloud: LocalCloud, item: Item, data: bytes) -> None:
+    cloud.client("s3").put_object(Bucket=cloud.bucket, Key=item.original_key, Body=data)
+
+
+def reload(item: Item) -> Item:
+    with session_scope() as session:
+        return session.get(Item, item.id)
+
+
+def analyses_of(item: Item) -> list[Analysis]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(Analysis).where(Analysis.item_id == item.id).order_by(Analysis.version)
+            )
+        )
+
+
+def take_event(cloud: LocalCloud, function_name: str) -> dict:
+    """Remove the next event from a function's queue without handling it."""
+    sqs = cloud.client("sqs")
+    url = cloud.queues[function_name]
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", [])
+    assert messages, f"no event waiting for {function_name}"
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    return json.loads(messages[0]["Body"])
+
+
+def invoke(function_name: str, event: dict) -> dict:
+    fn = function(function_name)
+    return load_handler(fn)(event, LocalContext(fn.name, fn.memory_mb, fn.timeout_s))
+
+
+def test_upload_becomes_ready(claude: FakeModelServer, env: LocalCloud, pump: EventPump) -> None:
+    item = new_item()
+    upload(env, item, sample_jpeg(2400, 1800))
+    pump.drain()
+
+    done = reload(item)
+    assert done.status == "ready", (done.status, done.failure_reason)
+    assert (done.width, done.height) == (2400, 1800)
+    assert done.content_type == "image/jpeg" and len(done.sha256) == 64
+    assert set(done.derived_keys) == {"thumb_256", "thumb_1024", "analysis"}
+    keys = {o["Key"] for o in env.client("s3").list_objects_v2(Bucket=env.bucket)["Contents"]}
+    assert set(done.derived_keys.values()) | {done.original_key} == keys
+
+    [analysis] = analyses_of(item)
+    assert (analysis.version, analysis.provider, analysis.model) == (
+        1,
+        "anthropic",
+        "claude-sonnet-4-6",
+    )
+    assert analysis.input_tokens > 0 and analysis.output_tokens > 0
+    assert claude.count("/v1/messages") == 1 and claude.problems == []
+    with session_scope() as session:
+        document = session.get(SearchDocument, item.id)
+        assert document.user_id == USER and document.analysis_version == 1
+        assert len(document.embedding) == 384
+        assert analysis.result["headline"] in document.content
+    assert pump.failures == 0 and env.dead_letters() == {n: 0 for n in env.dead_letter_queues}
+
+
+def test_s3_event_as_aws_delivers_it(claude: FakeModelServer, env: LocalCloud) -> None:
+    item = new_item()
+    data = sample_jpeg()
+    env.client("s3").put_object(Bucket=env.bucket, Key=item.original_key, Body=data)
+    take_event(env, "thumbnail")  # the emulator's copy; feed the documented shape instead
+    result = invoke("thumbnail", s3_object_created(env.bucket, item.original_key, len(data)))
+    assert result["result"] == "done"
+    assert reload(item).status == "analyzing"
+    # a key that is not an original (a derivative, or junk) is ignored, not an error
+    derived = reload(item).derived_keys["thumb_256"]
+    assert invoke("thumbnail", s3_object_created(env.bucket, derived, 10))["result"] == "skipped"
+
+
+def test_same_event_twice_gives_one_analysis_and_one_model_call(
+    claude: FakeModelServer, env: LocalCloud, pump: EventPump
+) -> None:
+    item = new_item()
+    upload(env, item, sample_jpeg())
+    thumbnail_event = take_event(env, "thumbnail")
+    assert invoke("thumbnail", thumbnail_event)["result"] == "done"
+    # a redelivered S3 event before the analysis exists only publishes ImageProcessed again
+    assert invoke("thumbnail", thumbnail_event)["result"] == "re-emitted"
+
+    processed = take_event(env, "analyze")
+    first = invoke("analyze", processed)
+    second = invoke("analyze", processed)
+    assert first["result"] == "done" and second["result"] == "re-emitted"
+    assert claude.count("/v1/messages") == 1
+    assert len(analyses_of(item)) == 1
+
+    pump.drain()
+    assert reload(item).status == "ready"
+    assert len(analyses_of(item)) == 1 and claude.count("/v1/messages") == 1
+
+
+def test_model_call_is_not_repeated_when_storing_failed(
+    claude: FakeModelServer, env: LocalCloud
+) -> None:
+    """A retry after the model answered but before the analysis was stored reuses the answer."""
+    from runtime.handlers.wiring import pipeline
+
+    item = new_item()
+    upload(env, item, sample_jpeg())
+    invoke("thumbnail", take_event(env, "thumbnail"))
+    processed = take_event(env, "analyze")
+    guard = pipeline().model_calls
+    detail = processed["detail"]
+    key = f"analyze:{detail['item_id']}:{detail['generation']}"
+    from runtime.local.cloud import LocalContext as Ctx
+
+    guard.register_context(Ctx("analyze", 1024, 300))
+    paid = {
+        "analysis": AnalysisModel(category="Travel", headline="Answered once").model_dump(mode="json"),
+        "provider": "anthropic", "model": "claude-sonnet-4-6",
+        "input_tokens": 10, "output_tokens": 5, "latency_ms": 3,
+    }
+    guard.run(key, lambda: paid)  # the first attempt's call, which crashed before storing
+    assert invoke("analyze", processed)["result"] == "done"
+    assert claude.count("/v1/messages") == 0  # the retry reused the recorded answer
+    [stored] = analyses_of(item)
+    assert stored.result["headline"] == "Answered once" and stored.input_tokens == 10
+
+
+def test_stale_item_analyzed_is_ignored(
+    claude: FakeModelServer, env: LocalCloud, pump: EventPump
+) -> None:
+    item = new_item()
+    upload(env, item, sample_jpeg())
+    pump.drain()
+    first_analyzed = eventbridge_event(
+        "ItemAnalyzed",
+        {
+            "schema_version": "1",
+            "item_id": str(item.id),
+            "user_id": USER,
+            "generation": 1,
+            "analysis_version": 1,
+        },
+        source="collections.pipeline",
+    )
+    # the user asks for a re-analysis: generation 2, analysis v2, document v2
+    with session_scope() as session:
+        session.execute(
+            update(Item).where(Item.id == item.id).values(status="analyzing", generation=2)
+        )
+    invoke(
+        "analyze",
+        eventbridge_event(
+            "AnalysisRequested",
+            {"schema_version": "1", "item_id": str(item.id), "user_id": USER, "generation": 2},
+            source="collections.pipeline",
+        ),
+    )
+    pump.drain()
+    assert [a.version for a in analyses_of(item)] == [1, 2]
+    assert reload(item).status == "ready"
+
+    result = invoke("embed", first_analyzed)
+    assert result["result"] == "skipped" and "stale" in result["detail"]
+    with session_scope() as session:
+        assert session.get(SearchDocument, item.id).analysis_version == 2
+    # and an ImageProcessed of the old generation no longer triggers a model call
+    calls = claude.count("/v1/messages")
+    old = eventbridge_event(
+        "ImageProcessed",
+        {
+            "schema_version": "1",
+            "item_id": str(item.id),
+            "user_id": USER,
+            "generation": 1,
+            "analysis_key": reload(item).derived_keys["analysis"],
+            "width": 1,
+            "height": 1,
+            "content_type": "image/jpeg",
+        },
+        source="collections.pipeline",
+    )
+    assert invoke("analyze", old)["result"] == "skipped"
+    assert claude.count("/v1/messages") == calls
+
+
+@pytest.mark.parametrize("name", sorted(bad_image_corpus()))
+def test_bad_file_fails_its_item_with_its_reason(
+    name: str, env: LocalCloud, pump: EventPump
+) -> None:
+    data, reason = bad_image_corpus()[name]
+    item = new_item(name=name)
+    upload(env, item, data)
+    pump.drain()
+    failed = reload(item)
+    assert failed.status == "failed"
+    assert failed.failure_stage == "thumbnail"
+    assert failed.failure_reason.startswith(reason), failed.failure_reason
+    assert pump.failures == 0, "a bad file must not raise (it would be retried)"
+    assert analyses_of(item) == []
+
+
+def test_heic_photo_is_processed(claude: FakeModelServer, env: LocalCloud, pump: EventPump) -> None:
+    item = new_item(name="IMG_0001.HEIC")
+    upload(env, item, sample_heic())
+    pump.drain()
+    done = reload(item)
+    assert done.status == "ready", done.failure_reason
+    assert done.content_type in {"image/heic", "image/heif"}
+
+
+def test_throttling_and_overload_are_retried(
+    claude: FakeModelServer, env: LocalCloud, pump: EventPump
+) -> None:
+    claude.script("/v1/messages", [429, 529])
+    item = new_item()
+    upload(env, item, sample_jpeg())
+    pump.drain()
+    assert reload(item).status == "ready"
+    assert claude.count("/v1/messages") == 3 and claude.problems == []
+
+
+def test_persistent_overload_raises_so_the_event_is_retried(
+    claude: FakeModelServer, env: LocalCloud, pump: EventPump
+) -> None:
+    claude.script("/v1/messages", [529] * 6)  # more than the SDK's own retries
+    item = new_item()
+    upload(env, item, sample_jpeg())
+    pump.drain()
+    assert pump.failures >= 1  # the handler raised: the platform retried the event
+    assert reload(item).status == "ready"
+    assert len(analyses_of(item)) == 1
+
+
+def test_malformed_output_is_retried_once_then_fails(
+    claude: FakeModelServer, env: LocalCloud, pump: EventPump
+) -> None:
+    claude.script("/v1/messages", ["malformed"])
+    recovered = new_item()
+    upload(env, recovered, sample_jpeg())
+    pump.drain()
+    assert reload(recovered).status == "ready"
+    assert claude.count("/v1/messages") == 2
+
+    claude.reset()
+    claude.script("/v1/messages", ["malformed", "malformed"])
+    broken = new_item()
+    upload(env, broken, sample_jpeg(seed=3))
+    pump.drain()
+    failed = reload(broken)
+    assert failed.status == "failed" and failed.failure_stage == "analyze"
+    assert failed.failure_reason.startswith("malformed_model_output")
+    assert claude.count("/v1/messages") == 2 and pump.failures == 0
+
+
+def test_cleanup_fails_abandoned_items_and_removes_orphans(env: LocalCloud) -> None:
+    s3 = env.client("s3")
+    abandoned, processing, healthy = new_item(), new_item(), new_item()
+    s3.put_object(Bucket=env.bucket, Key=healthy.original_key, Body=b"kept")
+    orphan_key = f"users/{USER}/items/{uuid.uuid4()}/original"
+    s3.put_object(Bucket=env.bucket, Key=orphan_key, Body=b"orphan")
+    past = datetime.now(UTC) - timedelta(days=1)
+    with session_scope() as session:
+        session.execute(update(Item).where(Item.id == abandoned.id).values(updated_at=past))
+        session.execute(
+            update(Item)
+            .where(Item.id == processing.id)
+            .values(status="processing", updated_at=past)
+        )
+
+    report = invoke("cleanup", {"source": "aws.events", "detail-type": "Scheduled Event"})
+    # orphans younger than the upload window are kept (an upload may be in flight)
+    assert report["orphan_objects"] == 0
+    assert report["abandoned_uploads"] == 1 and report["stuck_processing"] == 1
+    assert reload(abandoned).failure_reason.startswith("upload_abandoned")
+    assert reload(processing).failure_reason.startswith("processing_timeout")
+    assert reload(healthy).status == "uploading"
+
+    from runtime.domain.cleanup_stage import run_cleanup
+    from runtime.handlers.wiring import pipeline
+
+    with session_scope() as session:  # the healthy upload went through meanwhile
+        session.execute(update(Item).where(Item.id == healthy.id).values(status="ready"))
+    later = run_cleanup(pipeline(), now=datetime.now(UTC) + timedelta(days=1))
+    assert later.orphan_objects == 1
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=env.bucket).get("Contents", [])}
+    assert orphan_key not in keys and healthy.original_key in keys
