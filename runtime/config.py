@@ -2,7 +2,8 @@
 
 Secrets are never configuration values: on AWS the settings hold SSM parameter *names*
 (``*_api_key_param``) and the values are read at run time (see ``runtime.adapters.secrets``);
-locally the providers' own environment variables (``ANTHROPIC_API_KEY``, ``VOYAGE_API_KEY``) are used.
+locally the providers' own environment variables (``ANTHROPIC_API_KEY``, ``VOYAGE_API_KEY``)
+are used.
 """
 
 from functools import lru_cache

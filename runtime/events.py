@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from runtime.topology import EventType
 
 SCHEMA_VERSION = "1"
-_ORIGINAL_KEY = re.compile(r"^users/(?P<user_id>[^/]+)/items/(?P<item_id>[0-9a-fA-F-]{36})/original$")
+_ORIGINAL_KEY = re.compile(
+    r"^users/(?P<user_id>[^/]+)/items/(?P<item_id>[0-9a-fA-F-]{36})/original$"
+)
 
 
 class PipelineEvent(BaseModel):

@@ -62,7 +62,12 @@ class Schedule:
 class Http:
     """The HTTP API. ``public_routes`` need no token; everything else is authorized."""
 
-    public_routes: tuple[str, ...] = ("GET /health", "GET /version", "GET /openapi.json", "GET /docs")
+    public_routes: tuple[str, ...] = (
+        "GET /health",
+        "GET /version",
+        "GET /openapi.json",
+        "GET /docs",
+    )
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from runtime.domain.errors import PermanentError
 from runtime.domain.images import BadImage, ProcessedImage, Rendition, process_image
 from tests.corpus import (
     bad_image_corpus,
+    garbage_exif_jpeg,
     sample_heic,
     sample_image,
     sample_jpeg,
     sample_png,
-    garbage_exif_jpeg,
     write_corpus,
 )
 
@@ -300,6 +300,7 @@ def test_corpus_covers_every_reason() -> None:
         "decompression_bomb",
         "unsupported_format",
         "undecodable_image",
+        "corrupt_metadata",
     }
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from runtime.db import migrate
 from runtime.local.postgres import LocalPostgres
 
 
-def _indexes(engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _indexes(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
         rows = conn.execute(
             text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
@@ -36,7 +36,8 @@ def test_migrations_up_down_up(postgres: LocalPostgres) -> None:
         with engine.connect() as conn:
             dimension = conn.execute(
                 text(
-                    "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'search_documents'::regclass "
+                    "SELECT atttypmod FROM pg_attribute "
+                    "WHERE attrelid = 'search_documents'::regclass "
                     "AND attname = 'embedding'"
                 )
             ).scalar()
@@ -44,7 +45,8 @@ def test_migrations_up_down_up(postgres: LocalPostgres) -> None:
             unique = (
                 conn.execute(
                     text(
-                        "SELECT conname FROM pg_constraint WHERE conrelid = 'analyses'::regclass AND contype = 'u'"
+                        "SELECT conname FROM pg_constraint "
+                        "WHERE conrelid = 'analyses'::regclass AND contype = 'u'"
                     )
                 )
                 .scalars()

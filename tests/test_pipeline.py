@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from runtime.db.models import Analysis, Item, SearchDocument
 from runtime.db.session import session_scope
@@ -16,6 +16,7 @@ from runtime.domain.analysis import Analysis as AnalysisModel
 from runtime.domain.items import create_item
 from runtime.local.cloud import EventPump, LocalCloud, LocalContext, load_handler
 from runtime.topology import function
+from tests.conftest import dataset
 from tests.corpus import bad_image_corpus, sample_heic, sample_jpeg
 from tests.events import eventbridge_event, s3_object_created
 from tests.fakes.model_server import FakeModelServer
@@ -144,9 +145,14 @@ def test_model_call_is_not_repeated_when_storing_failed(
 
     guard.register_context(Ctx("analyze", 1024, 300))
     paid = {
-        "analysis": AnalysisModel(category="Travel", headline="Answered once").model_dump(mode="json"),
-        "provider": "anthropic", "model": "claude-sonnet-4-6",
-        "input_tokens": 10, "output_tokens": 5, "latency_ms": 3,
+        "analysis": AnalysisModel(category="Travel", headline="Answered once").model_dump(
+            mode="json"
+        ),
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-6",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "latency_ms": 3,
     }
     guard.run(key, lambda: paid)  # the first attempt's call, which crashed before storing
     assert invoke("analyze", processed)["result"] == "done"
@@ -314,3 +320,28 @@ def test_cleanup_fails_abandoned_items_and_removes_orphans(env: LocalCloud) -> N
     assert later.orphan_objects == 1
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=env.bucket).get("Contents", [])}
     assert orphan_key not in keys and healthy.original_key in keys
+
+
+def test_all_screenshots_become_ready_with_offline_providers(
+    env: LocalCloud, pump: EventPump
+) -> None:
+    folder = dataset("screenshots")
+    files = sorted(folder.glob("*.jpg"))
+    assert len(files) == 96
+    items = []
+    for path in files:
+        item = new_item(name=path.name)
+        upload(env, item, path.read_bytes())
+        items.append(item)
+    pump.drain(timeout_s=1800)
+
+    statuses = {reload(item).status for item in items}
+    failures = [
+        (i.file_name, reload(i).failure_reason) for i in items if reload(i).status != "ready"
+    ]
+    assert statuses == {"ready"}, failures
+    with session_scope() as session:
+        providers = set(session.scalars(select(Analysis.provider)))
+        documents = session.scalar(select(func.count()).select_from(SearchDocument))
+    assert providers == {"local"} and documents == 96
+    assert pump.failures == 0

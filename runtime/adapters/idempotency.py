@@ -27,7 +27,9 @@ class IdempotentCalls:
         self._pending: Callable[[], dict[str, Any]] | None = None
 
         @idempotent_function(
-            data_keyword_argument="request", persistence_store=persistence, config=self.config,
+            data_keyword_argument="request",
+            persistence_store=persistence,
+            config=self.config,
             key_prefix="collections",
         )
         def _guarded(request: dict[str, str]) -> dict[str, Any]:

@@ -10,7 +10,14 @@ from botocore.exceptions import ClientError
 from runtime.domain.errors import PermanentError, TransientError
 from runtime.domain.ports import StoredObject
 
-_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "503",
+    "500",
+}
 _DELETE_BATCH = 1000  # DeleteObjects limit
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
@@ -50,11 +51,13 @@ def make_engine(settings: Settings) -> Engine:
         secret_arn = settings.db_secret_arn
 
         @event.listens_for(engine, "do_connect")
-        def _inject_credentials(dialect, conn_rec, cargs, cparams):  # type: ignore[no-untyped-def]
+        def _inject_credentials(
+            dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]
+        ) -> None:
             from aws_lambda_powertools.utilities import parameters
 
             secret = json.loads(
-                parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS)  # type: ignore[arg-type]
+                parameters.get_secret(str(secret_arn), max_age=SECRET_MAX_AGE_SECONDS)
             )
             cparams["user"] = secret["username"]
             cparams["password"] = secret["password"]

@@ -12,7 +12,12 @@ from sqlalchemy.exc import IntegrityError
 
 from runtime.db.models import Analysis, ItemStatus
 from runtime.domain.errors import PermanentError
-from runtime.domain.items import analysis_for_generation, get_item, next_analysis_version, transition
+from runtime.domain.items import (
+    analysis_for_generation,
+    get_item,
+    next_analysis_version,
+    transition,
+)
 from runtime.domain.pipeline import Outcome, Pipeline, fail_and_announce
 from runtime.events import AnalysisRequested, ImageProcessed, ItemAnalyzed
 
@@ -26,7 +31,9 @@ def analyze_item(pipeline: Pipeline, event: ImageProcessed | AnalysisRequested) 
         if item is None:
             return Outcome("skipped", "item no longer exists", ref)
         if event.generation < item.generation:
-            return Outcome("skipped", f"stale: generation {event.generation} < {item.generation}", ref)
+            return Outcome(
+                "skipped", f"stale: generation {event.generation} < {item.generation}", ref
+            )
         existing = analysis_for_generation(session, item, event.generation)
         if existing is not None:
             pipeline.publisher.publish(_analyzed(event, existing.version))
@@ -35,8 +42,9 @@ def analyze_item(pipeline: Pipeline, event: ImageProcessed | AnalysisRequested) 
             return Outcome("skipped", f"item is {item.status}", ref)
         analysis_key = item.derived_keys.get("analysis")
     if not analysis_key:
-        return fail_and_announce(pipeline, event.user_id, event.item_id, stage=STAGE,
-                                 reason="missing_derivative")
+        return fail_and_announce(
+            pipeline, event.user_id, event.item_id, stage=STAGE, reason="missing_derivative"
+        )
 
     def call_model() -> dict:
         image = pipeline.store.get(analysis_key)
@@ -53,8 +61,14 @@ def analyze_item(pipeline: Pipeline, event: ImageProcessed | AnalysisRequested) 
     try:
         result = pipeline.model_calls.run(f"analyze:{event.item_id}:{event.generation}", call_model)
     except PermanentError as error:
-        return fail_and_announce(pipeline, event.user_id, event.item_id, stage=STAGE,
-                                 reason=error.reason, detail=error.detail)
+        return fail_and_announce(
+            pipeline,
+            event.user_id,
+            event.item_id,
+            stage=STAGE,
+            reason=error.reason,
+            detail=error.detail,
+        )
 
     with pipeline.sessions() as session:
         item = get_item(session, event.user_id, event.item_id, lock=True)
@@ -90,6 +104,8 @@ def analyze_item(pipeline: Pipeline, event: ImageProcessed | AnalysisRequested) 
 
 def _analyzed(event: ImageProcessed | AnalysisRequested, version: int) -> ItemAnalyzed:
     return ItemAnalyzed(
-        item_id=event.item_id, user_id=event.user_id, generation=event.generation,
+        item_id=event.item_id,
+        user_id=event.user_id,
+        generation=event.generation,
         analysis_version=version,
     )

@@ -48,7 +48,9 @@ def run_cleanup(pipeline: Pipeline, *, now: datetime | None = None) -> CleanupRe
     return CleanupReport(abandoned, stuck_failed, removed, orphans)
 
 
-def _stuck_items(pipeline: Pipeline, status: ItemStatus, cutoff: datetime) -> list[tuple[str, uuid.UUID]]:
+def _stuck_items(
+    pipeline: Pipeline, status: ItemStatus, cutoff: datetime
+) -> list[tuple[str, uuid.UUID]]:
     with pipeline.sessions() as session:
         rows = session.execute(
             select(Item.user_id, Item.id).where(Item.status == status, Item.updated_at < cutoff)
@@ -56,16 +58,24 @@ def _stuck_items(pipeline: Pipeline, status: ItemStatus, cutoff: datetime) -> li
     return [(row.user_id, row.id) for row in rows]
 
 
-def _fail_all(pipeline: Pipeline, items: list[tuple[str, uuid.UUID]], reason: str, detail: str) -> int:
+def _fail_all(
+    pipeline: Pipeline, items: list[tuple[str, uuid.UUID]], reason: str, detail: str
+) -> int:
     failed = 0
     for user_id, item_id in items:
-        outcome = fail_and_announce(pipeline, user_id, item_id, stage=STAGE, reason=reason, detail=detail)
+        outcome = fail_and_announce(
+            pipeline, user_id, item_id, stage=STAGE, reason=reason, detail=detail
+        )
         failed += outcome.result == "failed"
     return failed
 
 
 def _delete_objects_of(pipeline: Pipeline, items: list[tuple[str, uuid.UUID]]) -> int:
-    keys = [obj.key for user_id, item_id in items for obj in pipeline.store.list(item_prefix(user_id, item_id))]
+    keys = [
+        obj.key
+        for user_id, item_id in items
+        for obj in pipeline.store.list(item_prefix(user_id, item_id))
+    ]
     pipeline.store.delete(keys)
     return len(keys)
 

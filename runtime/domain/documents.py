@@ -57,7 +57,11 @@ def build_document(analysis: dict[str, Any]) -> SearchDocumentText:
     hashtags = [h.lstrip("#") for h in _strings(meta.get("hashtags"))]
     extracted = _join(_strings(details.get("extracted_text")), EXTRACTED_TEXT_LIMIT)
 
-    a = _strings(analysis.get("headline")) + _strings(category) + _strings(analysis.get("subcategories"))
+    a = (
+        _strings(analysis.get("headline"))
+        + _strings(category)
+        + _strings(analysis.get("subcategories"))
+    )
     b = (
         _strings(analysis.get("summary"))
         + _strings(details.get("key_interest"))
@@ -67,7 +71,7 @@ def build_document(analysis: dict[str, Any]) -> SearchDocumentText:
     )
     c = (
         _strings(details.get("objects"))
-        + [extracted]
+        + _strings(extracted)
         + _strings(meta.get("original_poster"))
         + _strings(meta.get("tagged_accounts"))
         + _strings(details.get("likely_source"))
@@ -89,7 +93,9 @@ def build_document(analysis: dict[str, Any]) -> SearchDocumentText:
         _labelled("Places", _strings(meta.get("location_tags"))),
         _labelled("Hashtags", hashtags),
         _labelled("Objects", _strings(details.get("objects"))),
-        _labelled("Source", _strings(details.get("likely_source")) + _strings(meta.get("original_poster"))),
+        _labelled(
+            "Source", _strings(details.get("likely_source")) + _strings(meta.get("original_poster"))
+        ),
         f"Text: {extracted}" if extracted else "",
     ]
     return SearchDocumentText(

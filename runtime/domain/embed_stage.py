@@ -92,6 +92,11 @@ def index_item(pipeline: Pipeline, event: ItemAnalyzed) -> Outcome:
 def _mark_ready(session: Session, item: Item, generation: int) -> None:
     if item.generation == generation:
         transition(
-            session, item, from_statuses=(ItemStatus.INDEXING,), to=ItemStatus.READY,
-            ready_at=func.now(), failure_stage=None, failure_reason=None,
+            session,
+            item,
+            from_statuses=(ItemStatus.INDEXING,),
+            to=ItemStatus.READY,
+            ready_at=func.now(),
+            failure_stage=None,
+            failure_reason=None,
         )

@@ -36,8 +36,8 @@ import io
 import itertools
 import os
 import struct
-import warnings
 import threading
+import warnings
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -416,11 +416,15 @@ def _orientation(image: Image.Image) -> int:
             exif = Image.Exif()
             if raw:
                 exif.load(raw)  # parsed afresh: Pillow may have parsed (and cached) it already
-            value = exif.get(ExifTags.Base.Orientation, 1) if raw else image.getexif().get(
-                ExifTags.Base.Orientation, 1
+            value = (
+                exif.get(ExifTags.Base.Orientation, 1)
+                if raw
+                else image.getexif().get(ExifTags.Base.Orientation, 1)
             )
         except _EXIF_ERRORS as error:
-            raise BadImage("corrupt_metadata", f"unreadable EXIF block ({type(error).__name__})") from error
+            raise BadImage(
+                "corrupt_metadata", f"unreadable EXIF block ({type(error).__name__})"
+            ) from error
     if raw and caught:
         raise BadImage("corrupt_metadata", f"unreadable EXIF block ({caught[0].message})")
     return value if isinstance(value, int) and value in _ORIENTATION_FIX else 1

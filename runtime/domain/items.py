@@ -39,7 +39,9 @@ def create_item(
     return item
 
 
-def get_item(session: Session, user_id: str, item_id: uuid.UUID, *, lock: bool = False) -> Item | None:
+def get_item(
+    session: Session, user_id: str, item_id: uuid.UUID, *, lock: bool = False
+) -> Item | None:
     query = select(Item).where(Item.id == item_id, Item.user_id == user_id)
     if lock:
         query = query.with_for_update()
@@ -111,7 +113,5 @@ def analysis_for_generation(session: Session, item: Item, generation: int) -> An
 
 
 def next_analysis_version(session: Session, item: Item) -> int:
-    current = session.scalar(
-        select(func.max(Analysis.version)).where(Analysis.item_id == item.id)
-    )
+    current = session.scalar(select(func.max(Analysis.version)).where(Analysis.item_id == item.id))
     return (current or 0) + 1

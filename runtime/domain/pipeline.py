@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -67,5 +66,7 @@ def fail_and_announce(
         item = get_item(session, user_id, item_id, lock=True)
         if item is None or not fail_item(session, item, stage=stage, reason=text):
             return Outcome("skipped", f"item not in flight; not failed ({text})", str(item_id))
-    pipeline.publisher.publish(ItemFailed(item_id=item_id, user_id=user_id, stage=stage, reason=text))
+    pipeline.publisher.publish(
+        ItemFailed(item_id=item_id, user_id=user_id, stage=stage, reason=text)
+    )
     return Outcome("failed", text, str(item_id))

@@ -36,14 +36,22 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
     with pipeline.sessions() as session:
         item = get_item(session, parsed.user_id, parsed.item_id, lock=True)
         if item is None:
-            return Outcome("skipped", "no item for this object (deleted, or never created)", item_ref)
+            return Outcome(
+                "skipped", "no item for this object (deleted, or never created)", item_ref
+            )
         if item.status == ItemStatus.UPLOADING:
             transition(
-                session, item, from_statuses=(ItemStatus.UPLOADING,), to=ItemStatus.PROCESSING,
-                etag=etag, byte_size=size,
+                session,
+                item,
+                from_statuses=(ItemStatus.UPLOADING,),
+                to=ItemStatus.PROCESSING,
+                etag=etag,
+                byte_size=size,
             )
-        elif item.status == ItemStatus.ANALYZING and "analysis" in item.derived_keys and (
-            analysis_for_generation(session, item, item.generation) is None
+        elif (
+            item.status == ItemStatus.ANALYZING
+            and "analysis" in item.derived_keys
+            and (analysis_for_generation(session, item, item.generation) is None)
         ):
             # A redelivery after the transition committed but before the event went out.
             event = image_processed_event(item)
@@ -77,9 +85,16 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
         if item is None:
             return Outcome("skipped", "item deleted while processing", item_ref)
         moved = transition(
-            session, item, from_statuses=(ItemStatus.PROCESSING,), to=ItemStatus.ANALYZING,
-            width=processed.width, height=processed.height, content_type=processed.content_type,
-            sha256=hashlib.sha256(data).hexdigest(), byte_size=len(data), derived_keys=derived,
+            session,
+            item,
+            from_statuses=(ItemStatus.PROCESSING,),
+            to=ItemStatus.ANALYZING,
+            width=processed.width,
+            height=processed.height,
+            content_type=processed.content_type,
+            sha256=hashlib.sha256(data).hexdigest(),
+            byte_size=len(data),
+            derived_keys=derived,
             generation=item.generation + 1,
         )
         if not moved:
@@ -90,4 +105,6 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
 
 
 def _fail(pipeline: Pipeline, ref: OriginalKey, reason: str, detail: str) -> Outcome:
-    return fail_and_announce(pipeline, ref.user_id, ref.item_id, stage=STAGE, reason=reason, detail=detail)
+    return fail_and_announce(
+        pipeline, ref.user_id, ref.item_id, stage=STAGE, reason=reason, detail=detail
+    )

@@ -17,5 +17,7 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service="thumbnail")
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict, context: LambdaContext) -> dict:
     s3_object = parse(event=event, model=S3ObjectCreatedEvent).detail.object
-    outcome = process_upload(pipeline(), key=s3_object.key, size=s3_object.size, etag=s3_object.etag)
+    outcome = process_upload(
+        pipeline(), key=s3_object.key, size=s3_object.size, etag=s3_object.etag
+    )
     return report(outcome, logger, metrics)

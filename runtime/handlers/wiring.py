@@ -31,7 +31,9 @@ def pipeline() -> Pipeline:
         settings=settings,
         sessions=session_scope,
         store=S3BlobStore(client("s3"), settings.bucket),
-        publisher=EventBridgePublisher(client("events"), settings.event_bus_name, settings.event_source),
+        publisher=EventBridgePublisher(
+            client("events"), settings.event_bus_name, settings.event_source
+        ),
         analyzer=lambda: get_analyzer(settings),
         embedder=lambda: get_embedder(settings),
         model_calls=guard,

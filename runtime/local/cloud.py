@@ -48,13 +48,16 @@ FULL_EVENT_TRANSFORMER = {
 RETRY_DELAY_SECONDS = 1
 
 
-def start_emulator(port: int, host: str = "127.0.0.1", log_path: str | None = None) -> subprocess.Popen:
+def start_emulator(
+    port: int, host: str = "127.0.0.1", log_path: str | None = None
+) -> subprocess.Popen:
     """Start moto's server on loopback and wait until it answers."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-        stdout=out, stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    if log_path:
+        with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    else:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -153,21 +156,28 @@ def bootstrap(endpoint: str, *, stack: str, bucket: str | None = None) -> LocalC
                 "VisibilityTimeout": str(fn.timeout_s),
                 # First delivery + the topology's retries, then the dead-letter queue.
                 "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn,
-                     "maxReceiveCount": str(fn.retry.maximum_retry_attempts + 1)}
+                    {
+                        "deadLetterTargetArn": dlq_arn,
+                        "maxReceiveCount": str(fn.retry.maximum_retry_attempts + 1),
+                    }
                 ),
             },
         )["QueueUrl"]
         bus = "default" if uses_default_bus(fn) else cloud.bus_name
         rule = f"{cloud.stack}-{fn.name}"
-        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_rule(
+            Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern), State="ENABLED"
+        )
         events.put_targets(
-            Rule=rule, EventBusName=bus,
-            Targets=[{
-                "Id": fn.name,
-                "Arn": _queue_arn(sqs, queue_url),
-                "InputTransformer": FULL_EVENT_TRANSFORMER,
-            }],
+            Rule=rule,
+            EventBusName=bus,
+            Targets=[
+                {
+                    "Id": fn.name,
+                    "Arn": _queue_arn(sqs, queue_url),
+                    "InputTransformer": FULL_EVENT_TRANSFORMER,
+                }
+            ],
         )
         cloud.queues[fn.name] = queue_url
         cloud.dead_letter_queues[fn.name] = dlq_url
@@ -184,7 +194,9 @@ def bootstrap(endpoint: str, *, stack: str, bucket: str | None = None) -> LocalC
 
 
 def _queue_arn(sqs: Any, url: str) -> str:
-    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
 
 
 def load_handler(fn: Function) -> Callable[[dict, Any], Any]:
@@ -210,7 +222,9 @@ class EventPump:
                 continue
             url = self.cloud.queues[fn.name]
             messages = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
                 AttributeNames=["ApproximateReceiveCount"],
             ).get("Messages", [])
             for message in messages:
@@ -226,7 +240,8 @@ class EventPump:
             self.failures += 1
             log.exception("%s failed on event %s; it will be retried", fn.name, event.get("id"))
             sqs.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
+                QueueUrl=url,
+                ReceiptHandle=message["ReceiptHandle"],
                 VisibilityTimeout=self.retry_delay_seconds,
             )
             return
@@ -239,7 +254,10 @@ class EventPump:
         for url in self.cloud.queues.values():
             attributes = sqs.get_queue_attributes(
                 QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
             )["Attributes"]
             total += int(attributes["ApproximateNumberOfMessages"])
             total += int(attributes["ApproximateNumberOfMessagesNotVisible"])

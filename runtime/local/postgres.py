@@ -53,8 +53,14 @@ class LocalPostgres:
         self._prepare_permissions()
         if not (self.data_dir / "PG_VERSION").exists():
             self._run(
-                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
-                "--encoding=UTF8", "--no-sync",
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
             )
         if self.is_running():
             self.stop()
@@ -62,8 +68,17 @@ class LocalPostgres:
         if self.ephemeral:
             options += "".join(f" -c {k}={v}" for k, v in EPHEMERAL_SETTINGS.items())
         self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
-            "-w", "-t", "30", "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "start",
         )
         return self
 
@@ -81,7 +96,9 @@ class LocalPostgres:
 
         dsn = f"host={self.host} port={self.port} user={SUPERUSER} dbname=postgres"
         with psycopg.connect(dsn, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{name}"')
         with psycopg.connect(f"{dsn.rsplit('=', 1)[0]}={name}", autocommit=True) as conn:
@@ -142,7 +159,9 @@ def wait_until_ready(pg: LocalPostgres, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            psycopg.connect(f"host={pg.host} port={pg.port} user={SUPERUSER} dbname=postgres").close()
+            psycopg.connect(
+                f"host={pg.host} port={pg.port} user={SUPERUSER} dbname=postgres"
+            ).close()
             return
         except psycopg.OperationalError:
             if time.monotonic() > deadline:

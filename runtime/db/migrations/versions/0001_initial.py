@@ -21,7 +21,9 @@ depends_on = None
 
 def _timestamps() -> list[sa.Column]:
     return [
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     ]
 
 
@@ -48,7 +50,9 @@ def upgrade() -> None:
         sa.Column("derived_keys", postgresql.JSONB, nullable=False, server_default="{}"),
         sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
         *_timestamps(),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("ready_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint(
             "status IN ('uploading','processing','analyzing','indexing','ready','failed')",
@@ -56,18 +60,29 @@ def upgrade() -> None:
         ),
     )
     # Listing: newest first per user (keyset pagination on created_at, id).
-    op.create_index("items_user_created_idx", "items", ["user_id", sa.text("created_at DESC"), sa.text("id DESC")])
+    op.create_index(
+        "items_user_created_idx",
+        "items",
+        ["user_id", sa.text("created_at DESC"), sa.text("id DESC")],
+    )
     op.create_index("items_user_status_idx", "items", ["user_id", "status"])
     # Housekeeping scans across tenants for items stuck in an early state.
     op.create_index(
-        "items_stuck_idx", "items", ["updated_at"],
+        "items_stuck_idx",
+        "items",
+        ["updated_at"],
         postgresql_where=sa.text("status IN ('uploading','processing')"),
     )
 
     op.create_table(
         "analyses",
         sa.Column("id", postgresql.UUID(as_uuid=True), primary_key=True),
-        sa.Column("item_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "item_id",
+            postgresql.UUID(as_uuid=True),
+            sa.ForeignKey("items.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("user_id", sa.String(128), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("generation", sa.Integer, nullable=False),
@@ -81,12 +96,19 @@ def upgrade() -> None:
         sa.UniqueConstraint("item_id", "version", name="analyses_item_version_key"),
         sa.UniqueConstraint("item_id", "generation", name="analyses_item_generation_key"),
     )
-    op.create_index("analyses_user_item_idx", "analyses", ["user_id", "item_id", sa.text("version DESC")])
+    op.create_index(
+        "analyses_user_item_idx", "analyses", ["user_id", "item_id", sa.text("version DESC")]
+    )
 
     dimension = embedding_dimension(get_settings())
     op.create_table(
         "search_documents",
-        sa.Column("item_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "item_id",
+            postgresql.UUID(as_uuid=True),
+            sa.ForeignKey("items.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("user_id", sa.String(128), nullable=False),
         sa.Column("analysis_version", sa.Integer, nullable=False),
         sa.Column("category", sa.String(128)),
@@ -94,17 +116,23 @@ def upgrade() -> None:
         sa.Column("tsv", postgresql.TSVECTOR, nullable=False),
         sa.Column("embedding", Vector(dimension), nullable=False),
         sa.Column("embedding_model", sa.String(128), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
     # Full text, tenant first (btree_gin lets the GIN index carry the user column).
-    op.execute("CREATE INDEX search_documents_user_tsv_idx ON search_documents USING gin (user_id, tsv)")
+    op.execute(
+        "CREATE INDEX search_documents_user_tsv_idx ON search_documents USING gin (user_id, tsv)"
+    )
     # Approximate nearest neighbours by cosine distance; the tenant filter is applied during the
     # scan (pgvector >= 0.8 iterative index scans), see runtime.domain.search.
     op.execute(
         "CREATE INDEX search_documents_embedding_hnsw_idx ON search_documents "
         "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
     )
-    op.create_index("search_documents_user_category_idx", "search_documents", ["user_id", "category"])
+    op.create_index(
+        "search_documents_user_category_idx", "search_documents", ["user_id", "category"]
+    )
 
 
 def downgrade() -> None:
