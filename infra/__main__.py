@@ -18,7 +18,7 @@ from infra.components.auth import Auth
 from infra.components.database import DB_NAME, Database
 from infra.components.events import Events
 from infra.components.functions import Functions, TargetArns, async_functions
-from infra.components.images import Images
+from infra.components.images import Images, PromotedImage
 from infra.components.migrations import Migrations
 from infra.components.monitoring import Monitoring
 from infra.components.network import Network
@@ -26,15 +26,19 @@ from infra.components.secrets import Secrets
 from infra.components.storage import Storage
 from infra.config import load
 from infra.environment import RuntimeRefs
+from infra.options import component_options
+from infra.references import qualified_stack_name
 from runtime.topology import FUNCTIONS, Http
 
 cfg = load()
 fcfg = cfg.functions
 
-network = Network("network", cfg.network, region=cfg.region)
-secrets = Secrets("secrets", cfg.secrets, stack=cfg.stack)
-storage = Storage("storage", cfg.storage, protect=cfg.protect)
-auth = Auth("auth", cfg.auth, protect=cfg.protect)
+network = Network("network", cfg.network, region=cfg.region, opts=component_options("network"))
+secrets = Secrets("secrets", cfg.secrets, stack=cfg.stack, opts=component_options("secrets"))
+storage = Storage(
+    "storage", cfg.storage, protect=cfg.protect, opts=component_options("storage")
+)
+auth = Auth("auth", cfg.auth, protect=cfg.protect, opts=component_options("auth"))
 database = Database(
     "database",
     cfg.database,
@@ -43,9 +47,33 @@ database = Database(
     vpc_id=network.vpc_id,
     subnet_ids=network.isolated_subnet_ids,
     client_security_group_id=network.functions_security_group_id,
+    opts=component_options("database"),
 )
-images = Images("images", cfg.images, architecture=fcfg.architecture, build=build_info(REPO_ROOT))
-events = Events("events")
+# Either build and push the image here, or deploy exactly the digest another stack built and
+# tested (image promotion: no build, no repository in this stack).
+images: Images | PromotedImage
+if cfg.images.from_stack:
+    images = PromotedImage(
+        "images",
+        source_stack=qualified_stack_name(
+            cfg.images.from_stack,
+            organization=pulumi.get_organization(),
+            project=pulumi.get_project(),
+        ),
+        architecture=fcfg.architecture,
+        region=cfg.region,
+        opts=component_options("images"),
+    )
+else:
+    images = Images(
+        "images",
+        cfg.images,
+        architecture=fcfg.architecture,
+        region=cfg.region,
+        build=build_info(REPO_ROOT),
+        opts=component_options("images"),
+    )
+events = Events("events", opts=component_options("events"))
 
 functions = Functions(
     "functions",
@@ -73,6 +101,7 @@ functions = Functions(
         voyage_model=fcfg.voyage_model,
         embedding_dimension=fcfg.embedding_dimension,
     ),
+    opts=component_options("functions"),
     targets=TargetArns(
         bucket_arn=storage.bucket_arn,
         db_secret_arn=database.master_secret_arn,
@@ -88,6 +117,7 @@ migrations = Migrations(
     database=database,
     database_address=database.address,
     migrations_hash=migrations_hash(MIGRATIONS_DIR),
+    opts=component_options("migrations"),
 )
 functions.create_service_functions(migrations.invocations)
 
@@ -107,6 +137,7 @@ api = Api(
     issuer=auth.issuer,
     audience=auth.client_id,
     log_retention_days=fcfg.log_retention_days,
+    opts=component_options("api"),
 )
 monitoring = Monitoring(
     "monitoring",
@@ -117,6 +148,7 @@ monitoring = Monitoring(
     function_names={name: fn.name for name, fn in functions.lambdas.items()},
     queue_names={name: q.name for name, q in functions.dead_letter_queues.items()},
     db_instance_id=database.instance.identifier,
+    opts=component_options("monitoring"),
 )
 
 # Stack outputs: identifiers and URLs only, never a secret.
@@ -128,4 +160,8 @@ pulumi.export("bucketName", storage.bucket_name)
 pulumi.export("imageRepositoryUrl", images.repository_url)
 pulumi.export("imageDigest", images.digest)
 pulumi.export("imageUri", images.image_uri)
+# What a stack promoting this one's image checks: the platform it was built for.
+pulumi.export("imagePlatform", images.platform)
+if isinstance(images, PromotedImage):
+    pulumi.export("imageSourceStack", images.source_stack)
 pulumi.export("dashboardUrl", monitoring.dashboard_url)

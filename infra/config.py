@@ -39,6 +39,12 @@ _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _INSTANCE_CLASS = re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$")
 _ENGINE_VERSION = re.compile(r"^(\d+)(?:\.(\d+))?$")
 _CIDR16 = re.compile(r"^10\.(\d{1,3})\.0\.0/16$")
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+# A stack of this project: `<org>/collections/<stack>`, or `<stack>` for this stack's organization.
+_PROJECT_STACK = re.compile(rf"^(?:{_NAME}/{NAMESPACE}/)?{_NAME}$")
+# Any project's stack, fully qualified: `<org>/<project>/<stack>`.
+_ANY_STACK = re.compile(rf"^{_NAME}/{_NAME}/{_NAME}$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
 class ConfigError(ValueError):
@@ -81,6 +87,9 @@ class NetworkConfig:
     cidr_block: str
     availability_zones: int
     nat_gateways: str  # awsx NatGatewayStrategy: "Single" (dev) or "OnePerAz" (prod)
+    # `<org>/<project>/<stack>` owning the VPC (outputs vpcId, privateSubnetIds,
+    # isolatedSubnetIds); None = this stack creates its own VPC.
+    existing_stack: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,12 @@ class AuthConfig:
 class ImagesConfig:
     keep_images: int
     force_delete_repository: bool
+    # `<org>/collections/<stack>` (or `<stack>`) whose image this stack deploys, by digest,
+    # without building; None = this stack builds and pushes its own image.
+    from_stack: str | None = None
+    # Other AWS accounts whose Lambda functions may pull this stack's images (promotion into a
+    # stack that lives in another account).
+    pull_accounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -279,8 +294,14 @@ class _Reader:
     def boolean(self, key: str, default: bool) -> bool:
         return self._convert(key, default, _parse_bool, "true or false", str(default).lower())
 
-    def string_list(self, key: str, *, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
-        example = "'[\"https://app.example.com\"]' --path"
+    def string_list(
+        self,
+        key: str,
+        *,
+        pattern: re.Pattern[str],
+        what: str,
+        example: str = "'[\"https://app.example.com\"]' --path",
+    ) -> tuple[str, ...]:
         value = self._convert(key, (), _parse_str_list, "a list of strings", example)
         for item in value:
             if not pattern.match(item):
@@ -352,6 +373,9 @@ def parse(
         cidr_block=r.string("vpcCidr", "10.0.0.0/16", pattern=_CIDR16, what="a 10.x.0.0/16 CIDR"),
         availability_zones=r.integer("availabilityZones", 2, minimum=2, maximum=4),
         nat_gateways=r.string("natGateways", "Single", choices=NAT_STRATEGIES),
+        existing_stack=r.optional_string(
+            "networkStack", pattern=_ANY_STACK, what="a stack name like <org>/<project>/<stack>"
+        ),
     )
 
     engine_version = r.string(
@@ -406,9 +430,27 @@ def parse(
         deletion_protection=deletion_protection,
     )
 
+    images_from = r.optional_string(
+        "imagesFromStack",
+        pattern=_PROJECT_STACK,
+        what=f"a stack of this project like <org>/{NAMESPACE}/<stack> (or just <stack>)",
+    )
+    if images_from is not None and images_from.split("/")[-1] == stack:
+        r.problems.append(
+            f"{NAMESPACE}:imagesFromStack: stack {stack!r} cannot promote its own image. "
+            f"Fix: pulumi config rm {NAMESPACE}:imagesFromStack"
+        )
+    pull_accounts = r.string_list(
+        "imagePullAccounts",
+        pattern=_ACCOUNT_ID,
+        what="a 12-digit AWS account id",
+        example="'[\"210987654321\"]' --path",
+    )
     images = ImagesConfig(
         keep_images=r.integer("ecrKeepImages", 10, minimum=1, maximum=1000),
         force_delete_repository=r.boolean("ecrForceDelete", not protect),
+        from_stack=images_from,
+        pull_accounts=pull_accounts,
     )
 
     functions = FunctionsConfig(

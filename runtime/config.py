@@ -35,6 +35,24 @@ class Settings(BaseSettings):
     event_source: str = "collections.pipeline"  # = topology.PIPELINE_EVENT_SOURCE
     idempotency_table: str | None = None
 
+    # Cognito: the tenant is the verified token's ``sub``. The JWKS URL defaults to the pool's
+    # (https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json); local mode
+    # points it at the emulator, whose tokens still carry the AWS-style issuer.
+    cognito_user_pool_id: str | None = None
+    cognito_app_client_id: str | None = None
+    cognito_jwks_url: str | None = None
+
+    # HTTP API
+    cors_origins: tuple[str, ...] = ()
+    git_sha: str = "dev"
+    build_time: str = "dev"
+    # Requests per minute per user (and per client IP) where the API is the last line (local
+    # mode); 0 = off. Never applied on Lambda: API Gateway throttles there.
+    api_rate_limit_per_minute: int = Field(default=600, ge=0)
+    # POST /items/upload sends the file through the API (Lambda's payload limit is 6 MB, base64
+    # included); larger files go straight to S3 with the presigned POST of POST /items.
+    api_direct_upload_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
     analyzer: Literal["auto", "anthropic", "local"] = "auto"
     anthropic_model: str = "claude-sonnet-4-6"
     anthropic_base_url: str | None = None
@@ -53,6 +71,19 @@ class Settings(BaseSettings):
     analysis_max_edge: int = Field(default=1568, ge=256)
     max_image_pixels: int = Field(default=100_000_000, ge=1_000_000)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+
+    # Search relevance thresholds (runtime.domain.search.Thresholds): keyword = minimum share of
+    # the query matched (IDF- and field-weighted, [0, 1]); semantic = minimum cosine similarity;
+    # hybrid = the cosine similarity a meaning-only match needs when no keyword result passes.
+    # Tuned with the offline embedder on benchmarks/evaluate_search.py (cosine values depend on
+    # the embedding model: re-run the evaluation when changing it).
+    search_threshold_keyword: float = 0.45
+    search_threshold_semantic: float = 0.3
+    search_threshold_hybrid: float = 0.6
+    # Up to this many documents (after filters) a user's semantic search is an exact scan;
+    # above, the HNSW index with pgvector iterative scans, visiting at most max_scan_tuples.
+    search_exact_scan_max: int = Field(default=5000, ge=0)
+    search_hnsw_max_scan_tuples: int = Field(default=50_000, ge=1000)
 
     stale_upload_minutes: int = Field(default=60, ge=1)
     stale_processing_minutes: int = Field(default=120, ge=1)

@@ -72,7 +72,7 @@ class Auth(pulumi.ComponentResource):
         self.user_pool = aws.cognito.UserPool(
             f"{name}-users",
             **user_pool_args(cfg),
-            opts=options_for("user-pool", protect=protect, parent=self),
+            opts=options_for("user-pool", protect=protect, name=f"{name}-users", parent=self),
         )
         self.client = aws.cognito.UserPoolClient(
             f"{name}-client",

@@ -123,7 +123,7 @@ class Database(pulumi.ComponentResource):
             final_snapshot_identifier=(
                 None if cfg.skip_final_snapshot else f"collections-{stack}-final"
             ),
-            opts=options_for("database", protect=protect, parent=self),
+            opts=options_for("database", protect=protect, name=f"{name}-postgres", parent=self),
         )
 
         self.address = self.instance.address

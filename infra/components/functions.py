@@ -26,7 +26,7 @@ import pulumi_aws as aws
 from infra.config import FunctionsConfig
 from infra.environment import RuntimeRefs, function_environment
 from infra.iam import AccessTargets, assume_role_policy, function_policy, needs_vpc
-from infra.options import function_depends_on, runs_before_migrations
+from infra.options import function_depends_on, options_for, runs_before_migrations
 from runtime.topology import FUNCTIONS, Function, ObjectCreated, OnEvent, Schedule
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum
@@ -193,7 +193,13 @@ class Functions(pulumi.ComponentResource):
             vpc_config=vpc_config,
             tracing_config={"mode": "Active"},
             logging_config={"log_format": "JSON", "log_group": self.log_groups[fn.name].name},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=options_for(
+                "function",
+                protect=False,
+                name=f"{name}-{fn.name}",
+                parent=self,
+                depends_on=depends_on,
+            ),
         )
         self.lambdas[fn.name] = function
         dlq = self.dead_letter_queues.get(fn.name)

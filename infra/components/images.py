@@ -1,5 +1,7 @@
 """Images: the ECR repository (scan on push, lifecycle keeping the last N images) and the runtime
-image, built from ``images/Dockerfile`` with the docker-build provider and pushed.
+image, built from ``images/Dockerfile`` with the docker-build provider and pushed — or, in a stack
+configured with ``imagesFromStack``, :class:`PromotedImage`: no repository, no build, the exact
+digest another stack built and tested, read from that stack's outputs.
 
 Functions reference the image by digest (``<repository>@sha256:…``), never by tag. The build is
 single-platform (the functions' architecture) and carries no provenance/SBOM attestations: the
@@ -22,12 +24,28 @@ import pulumi_docker_build as docker_build
 from infra import IMAGES_DIR, REPO_ROOT
 from infra.build import BuildInfo, build_platform
 from infra.config import ImagesConfig
+from infra.references import (
+    equals,
+    is_digest,
+    is_repository_url,
+    reference,
+    require_output,
+)
 
 CACHE_TAG = "buildcache"
+# Tag prefix the deploy workflow puts on every digest it promoted to another stack: the
+# lifecycle policy never expires those, so a promoted function's image stays in the registry.
+PROMOTED_TAG_PREFIX = "promoted-"
+KEEP_PROMOTED_IMAGES = 100
+# ECR actions a Lambda function in another account needs to pull an image.
+PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
 def lifecycle_policy(keep_images: int) -> str:
-    """Keep the build cache manifest and the newest ``keep_images`` images, expire the rest."""
+    """Keep the build cache manifest, the promoted images and the newest ``keep_images`` images.
+
+    An image matched by a rule is never expired by a rule of lower priority, so the "any" rule
+    does not count the cache manifest or promoted images."""
     return json.dumps(
         {
             "rules": [
@@ -44,6 +62,17 @@ def lifecycle_policy(keep_images: int) -> str:
                 },
                 {
                     "rulePriority": 2,
+                    "description": "keep images promoted to other stacks",
+                    "selection": {
+                        "tagStatus": "tagged",
+                        "tagPrefixList": [PROMOTED_TAG_PREFIX],
+                        "countType": "imageCountMoreThan",
+                        "countNumber": KEEP_PROMOTED_IMAGES,
+                    },
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 3,
                     "description": f"keep the last {keep_images} images",
                     "selection": {
                         "tagStatus": "any",
@@ -53,6 +82,32 @@ def lifecycle_policy(keep_images: int) -> str:
                     "action": {"type": "expire"},
                 },
             ]
+        }
+    )
+
+
+def pull_policy(accounts: tuple[str, ...], region: str) -> str:
+    """Let Lambda functions of ``accounts`` pull (and nothing else): the account principals for
+    the deployer's CreateFunction/UpdateFunctionCode check, the Lambda service for the pull."""
+    functions = [f"arn:aws:lambda:{region}:{account}:function:*" for account in accounts]
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "CrossAccountPull",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in accounts]},
+                    "Action": list(PULL_ACTIONS),
+                },
+                {
+                    "Sid": "CrossAccountLambdaPull",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": list(PULL_ACTIONS),
+                    "Condition": {"StringLike": {"aws:sourceARN": functions}},
+                },
+            ],
         }
     )
 
@@ -93,6 +148,8 @@ class Images(pulumi.ComponentResource):
     repository_url: pulumi.Output[str]
     digest: pulumi.Output[str]
     image_uri: pulumi.Output[str]
+    platform: str
+    source_stack: str | None = None
 
     def __init__(
         self,
@@ -100,10 +157,12 @@ class Images(pulumi.ComponentResource):
         cfg: ImagesConfig,
         *,
         architecture: str,
+        region: str,
         build: BuildInfo,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("collections:images:Images", name, None, opts)
+        self.platform = build_platform(architecture)
         child = pulumi.ResourceOptions(parent=self)
 
         self.repository = aws.ecr.Repository(
@@ -114,6 +173,13 @@ class Images(pulumi.ComponentResource):
             force_delete=cfg.force_delete_repository,
             opts=child,
         )
+        if cfg.pull_accounts:
+            aws.ecr.RepositoryPolicy(
+                f"{name}-runtime-pull",
+                repository=self.repository.name,
+                policy=pull_policy(cfg.pull_accounts, region),
+                opts=child,
+            )
         aws.ecr.LifecyclePolicy(
             f"{name}-runtime-lifecycle",
             repository=self.repository.name,
@@ -130,7 +196,7 @@ class Images(pulumi.ComponentResource):
             dockerfile=docker_build.DockerfileArgs(
                 location=context_path(IMAGES_DIR / "Dockerfile")
             ),
-            platforms=[docker_build.Platform(build_platform(architecture))],
+            platforms=[docker_build.Platform(self.platform)],
             build_args={"GIT_SHA": build.git_sha, "BUILD_TIME": build.build_time},
             tags=[self.repository_url.apply(lambda url: f"{url}:{build.tag}")],
             push=True,
@@ -168,5 +234,63 @@ class Images(pulumi.ComponentResource):
                 "repositoryUrl": self.repository_url,
                 "digest": self.digest,
                 "imageUri": self.image_uri,
+                "platform": self.platform,
+            }
+        )
+
+
+class PromotedImage(pulumi.ComponentResource):
+    """The image another stack of this project built, pushed and runs: deployed here by digest.
+
+    Reads ``imageRepositoryUrl``, ``imageDigest``, ``imagePlatform`` and ``region`` from the source
+    stack (:func:`infra.references.require_output`). The platform must be this stack's functions'
+    architecture and the region this stack's (Lambda pulls only from ECR in its own region);
+    anything missing or different fails the deployment with a message naming the stack and the
+    output. No repository and no build exist in this stack.
+    """
+
+    repository_url: pulumi.Output[str]
+    digest: pulumi.Output[str]
+    image_uri: pulumi.Output[str]
+    platform: str
+    source_stack: str
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        source_stack: str,
+        architecture: str,
+        region: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("collections:images:PromotedImage", name, None, opts)
+        self.source_stack = source_stack
+        self.platform = build_platform(architecture)
+        self.source = reference(f"{name}-source", source_stack, parent=self)
+
+        def output(key: str, check):  # type: ignore[no-untyped-def]
+            return require_output(
+                self.source, key, stack=source_stack, setting="imagesFromStack", check=check
+            )
+
+        self.repository_url = output("imageRepositoryUrl", is_repository_url)
+        self.digest = output("imageDigest", is_digest)
+        platform = output(
+            "imagePlatform",
+            equals(self.platform, f"this stack's functions run on {architecture}, i.e."),
+        )
+        source_region = output("region", equals(region, "Lambda pulls only from its own region,"))
+        # Every check is part of the URI the functions get, so a failed one fails the update.
+        self.image_uri = pulumi.Output.all(
+            self.repository_url, self.digest, platform, source_region
+        ).apply(lambda a: image_uri(a[0], a[1]))
+        self.register_outputs(
+            {
+                "sourceStack": source_stack,
+                "repositoryUrl": self.repository_url,
+                "digest": self.digest,
+                "imageUri": self.image_uri,
+                "platform": self.platform,
             }
         )

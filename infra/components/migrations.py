@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
+from infra.options import options_for
+
 # What the migrator receives: upgrade to the newest revision.
 MIGRATE_INPUT = {"action": "upgrade", "revision": "head"}
 
@@ -49,7 +51,13 @@ class Migrations(pulumi.ComponentResource):
                     function_name=function.name,
                     input=json.dumps(MIGRATE_INPUT),
                     triggers=triggers,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[database, function]),
+                    opts=options_for(
+                        "migration-invocation",
+                        protect=False,
+                        name=f"{name}-{fn_name}",
+                        parent=self,
+                        depends_on=[database, function],
+                    ),
                 )
             )
         self.register_outputs({"migrationsHash": migrations_hash})

@@ -200,7 +200,7 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-dashboard",
             dashboard_name=dashboard_name(stack),
             dashboard_body=body,
-            opts=options_for("dashboard", protect=False, parent=self),
+            opts=options_for("dashboard", protect=False, name=f"{name}-dashboard", parent=self),
         )
         self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(region, n))
         self.register_outputs({"dashboardUrl": self.dashboard_url, "topicArn": self.topic.arn})

@@ -3,8 +3,10 @@ isolated subnets for the database; NAT egress so functions reach the model APIs;
 endpoints for S3 and DynamoDB; and the functions' security group.
 
 The component's contract is its outputs (``vpc_id``, ``private_subnet_ids``,
-``isolated_subnet_ids``, ``functions_security_group_id``), so a later stack can feed an existing
-VPC (read through a StackReference) into the same slots.
+``isolated_subnet_ids``, ``functions_security_group_id``). With ``networkStack`` set, no VPC is
+created: the same slots are filled from that stack's outputs ``vpcId``, ``privateSubnetIds`` and
+``isolatedSubnetIds`` (a StackReference; the network project owns NAT and gateway endpoints),
+and only the functions' security group is created here, in that VPC.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import pulumi_aws as aws
 import pulumi_awsx as awsx
 
 from infra.config import NetworkConfig
+from infra.references import is_vpc_id, reference, require_output, subnet_ids
 
 # Gateway endpoints cost nothing and keep S3/DynamoDB traffic off the NAT gateway.
 GATEWAY_ENDPOINT_SERVICES = ("s3", "dynamodb")
+# An RDS subnet group needs subnets in at least two availability zones.
+MIN_SUBNETS = 2
 
 
 def subnet_specs() -> list[awsx.ec2.SubnetSpecArgs]:
@@ -28,6 +33,8 @@ def subnet_specs() -> list[awsx.ec2.SubnetSpecArgs]:
 
 
 class Network(pulumi.ComponentResource):
+    vpc: awsx.ec2.Vpc | None
+    source: pulumi.StackReference | None
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     isolated_subnet_ids: pulumi.Output[list[str]]
@@ -43,32 +50,10 @@ class Network(pulumi.ComponentResource):
     ) -> None:
         super().__init__("collections:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-
-        self.vpc = awsx.ec2.Vpc(
-            f"{name}-vpc",
-            cidr_block=cfg.cidr_block,
-            number_of_availability_zones=cfg.availability_zones,
-            enable_dns_hostnames=True,
-            enable_dns_support=True,
-            subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
-            subnet_specs=subnet_specs(),
-            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(
-                strategy=awsx.ec2.NatGatewayStrategy(cfg.nat_gateways)
-            ),
-            # "Auto" fills each gateway endpoint's route tables from the VPC's own.
-            vpc_endpoint_strategy=awsx.ec2.VpcEndpointStrategy.AUTO,
-            vpc_endpoint_specs=[
-                awsx.ec2.VpcEndpointSpecArgs(
-                    service_name=f"com.amazonaws.{region}.{service}",
-                    vpc_endpoint_type="Gateway",
-                )
-                for service in GATEWAY_ENDPOINT_SERVICES
-            ],
-            opts=child,
-        )
-        self.vpc_id = self.vpc.vpc_id
-        self.private_subnet_ids = self.vpc.private_subnet_ids
-        self.isolated_subnet_ids = self.vpc.isolated_subnet_ids
+        if cfg.existing_stack:
+            self._read(name, cfg.existing_stack)
+        else:
+            self._create(name, cfg, region=region)
 
         # The functions' security group: no ingress; egress HTTPS (AWS APIs, model APIs) here,
         # and PostgreSQL to the database's group (added by the database component).
@@ -98,3 +83,44 @@ class Network(pulumi.ComponentResource):
                 "functionsSecurityGroupId": self.functions_security_group_id,
             }
         )
+
+    def _read(self, name: str, stack: str) -> None:
+        """The VPC another stack owns: ids from its outputs, nothing created."""
+        self.vpc = None
+        self.source = reference(f"{name}-source", stack, parent=self)
+
+        def output(key: str, check):  # type: ignore[no-untyped-def]
+            return require_output(self.source, key, stack=stack, setting="networkStack", check=check)
+
+        self.vpc_id = output("vpcId", is_vpc_id)
+        self.private_subnet_ids = output("privateSubnetIds", subnet_ids(MIN_SUBNETS))
+        self.isolated_subnet_ids = output("isolatedSubnetIds", subnet_ids(MIN_SUBNETS))
+
+    def _create(self, name: str, cfg: NetworkConfig, *, region: str) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        self.source = None
+        self.vpc = awsx.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=cfg.cidr_block,
+            number_of_availability_zones=cfg.availability_zones,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
+            subnet_specs=subnet_specs(),
+            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(
+                strategy=awsx.ec2.NatGatewayStrategy(cfg.nat_gateways)
+            ),
+            # "Auto" fills each gateway endpoint's route tables from the VPC's own.
+            vpc_endpoint_strategy=awsx.ec2.VpcEndpointStrategy.AUTO,
+            vpc_endpoint_specs=[
+                awsx.ec2.VpcEndpointSpecArgs(
+                    service_name=f"com.amazonaws.{region}.{service}",
+                    vpc_endpoint_type="Gateway",
+                )
+                for service in GATEWAY_ENDPOINT_SERVICES
+            ],
+            opts=child,
+        )
+        self.vpc_id = self.vpc.vpc_id
+        self.private_subnet_ids = self.vpc.private_subnet_ids
+        self.isolated_subnet_ids = self.vpc.isolated_subnet_ids

@@ -37,8 +37,8 @@ class Secrets(pulumi.ComponentResource):
                 type="SecureString",
                 value=pulumi.Output.secret(secret.reveal()),
                 description=f"Collections {stack}: {key} (from Pulumi config secret)",
-                # A fixed name cannot coexist with its replacement.
-                opts=options_for("ssm-parameter", protect=False, parent=self),
+                # A fixed name cannot coexist with its replacement; a type/key change replaces it.
+                opts=options_for("ssm-parameter", protect=False, name=f"{name}-{key}", parent=self),
             )
         self.register_outputs({k: p.name for k, p in self.parameters.items()})
 

@@ -100,7 +100,7 @@ class Storage(pulumi.ComponentResource):
 
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            opts=options_for("bucket", protect=protect, parent=self),
+            opts=options_for("bucket", protect=protect, name=f"{name}-bucket", parent=self),
         )
         bucket_id = self.bucket.id
         self.bucket_name = self.bucket.bucket
@@ -171,7 +171,9 @@ class Storage(pulumi.ComponentResource):
             ttl={"attribute_name": IDEMPOTENCY_TTL_ATTRIBUTE, "enabled": True},
             point_in_time_recovery={"enabled": False},
             deletion_protection_enabled=cfg.deletion_protection,
-            opts=options_for("idempotency-table", protect=protect, parent=self),
+            opts=options_for(
+                "idempotency-table", protect=protect, name=f"{name}-idempotency", parent=self
+            ),
         )
 
         self.register_outputs(

@@ -6,7 +6,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from runtime.db.models import Item, ItemStatus, SearchDocument
-from runtime.domain.documents import TEXT_SEARCH_CONFIG, build_document
+from runtime.domain.documents import TEXT_SEARCH_CONFIG, SearchDocumentText, build_document
 from runtime.domain.items import get_item, latest_analysis, transition
 from runtime.domain.pipeline import Outcome, Pipeline
 from runtime.events import ItemAnalyzed, ItemIndexed
@@ -66,27 +66,45 @@ def index_item(pipeline: Pipeline, event: ItemAnalyzed) -> Outcome:
         item = get_item(session, event.user_id, event.item_id, lock=True)
         if item is None:
             return Outcome("skipped", "item deleted while indexing", ref)
-        session.execute(
-            _UPSERT,
-            {
-                "item_id": item.id,
-                "user_id": item.user_id,
-                "analysis_version": version,
-                "category": document.category,
-                "content": document.embedded_text,
-                "a": document.weight_a,
-                "b": document.weight_b,
-                "c": document.weight_c,
-                "d": document.weight_d,
-                "embedding": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
-                "embedding_model": f"{embedder.provider}/{embedder.model}",
-            },
+        upsert_search_document(
+            session, item, version, document, vector, f"{embedder.provider}/{embedder.model}"
         )
         _mark_ready(session, item, generation)
     pipeline.publisher.publish(
         ItemIndexed(item_id=event.item_id, user_id=event.user_id, analysis_version=version)
     )
     return Outcome("done", f"indexed v{version}", ref)
+
+
+def upsert_search_document(
+    session: Session,
+    item: Item,
+    analysis_version: int,
+    document: SearchDocumentText,
+    vector: list[float],
+    model: str,
+) -> None:
+    """Write (or replace) the item's search document: weighted full text + embedding.
+
+    A document built from an older analysis version never replaces a newer one, and a document is
+    never moved to another tenant.
+    """
+    session.execute(
+        _UPSERT,
+        {
+            "item_id": item.id,
+            "user_id": item.user_id,
+            "analysis_version": analysis_version,
+            "category": document.category,
+            "content": document.embedded_text,
+            "a": document.weight_a,
+            "b": document.weight_b,
+            "c": document.weight_c,
+            "d": document.weight_d,
+            "embedding": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
+            "embedding_model": model,
+        },
+    )
 
 
 def _mark_ready(session: Session, item: Item, generation: int) -> None:

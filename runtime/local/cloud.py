@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import boto3
@@ -96,6 +97,9 @@ class LocalCloud:
     bucket: str
     bus_name: str
     idempotency_table: str
+    # Local stand-in for a function's timeout: how long an attempt may run before its event is
+    # delivered again (None: the topology's timeout, as on Lambda).
+    attempt_timeout_s: int | None = None
     queues: dict[str, str] = field(default_factory=dict)  # function name -> queue URL
     dead_letter_queues: dict[str, str] = field(default_factory=dict)
 
@@ -124,7 +128,13 @@ class LocalCloud:
         return counts
 
 
-def bootstrap(endpoint: str, *, stack: str, bucket: str | None = None) -> LocalCloud:
+def bootstrap(
+    endpoint: str,
+    *,
+    stack: str,
+    bucket: str | None = None,
+    visibility_timeout_s: int | None = None,
+) -> LocalCloud:
     """Create (or find again) the stack's resources on the emulator. Safe to call twice."""
     cloud = LocalCloud(
         endpoint=endpoint,
@@ -132,6 +142,7 @@ def bootstrap(endpoint: str, *, stack: str, bucket: str | None = None) -> LocalC
         bucket=bucket or f"collections-{stack}",
         bus_name=f"collections-{stack}",
         idempotency_table=f"collections-{stack}-idempotency",
+        attempt_timeout_s=visibility_timeout_s,
     )
     s3, events, sqs = cloud.client("s3"), cloud.client("events"), cloud.client("sqs")
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
@@ -153,7 +164,8 @@ def bootstrap(endpoint: str, *, stack: str, bucket: str | None = None) -> LocalC
         queue_url = sqs.create_queue(
             QueueName=f"{cloud.stack}-{fn.name}",
             Attributes={
-                "VisibilityTimeout": str(fn.timeout_s),
+                # An attempt that dies (a killed worker) is retried once this has passed.
+                "VisibilityTimeout": str(cloud.attempt_timeout_s or fn.timeout_s),
                 # First delivery + the topology's retries, then the dead-letter queue.
                 "RedrivePolicy": json.dumps(
                     {
@@ -210,12 +222,17 @@ class EventPump:
 
     cloud: LocalCloud
     retry_delay_seconds: int = RETRY_DELAY_SECONDS
+    batch_size: int = 10
     delivered: int = 0
     failures: int = 0
 
+    @cached_property
+    def _sqs(self) -> Any:
+        return self.cloud.client("sqs")
+
     def pump_once(self) -> int:
         """Receive and handle what is waiting now; return how many messages were handled."""
-        sqs = self.cloud.client("sqs")
+        sqs = self._sqs
         handled = 0
         for fn in FUNCTIONS:
             if not isinstance(fn.trigger, ObjectCreated | OnEvent):
@@ -223,7 +240,7 @@ class EventPump:
             url = self.cloud.queues[fn.name]
             messages = sqs.receive_message(
                 QueueUrl=url,
-                MaxNumberOfMessages=10,
+                MaxNumberOfMessages=self.batch_size,
                 WaitTimeSeconds=0,
                 AttributeNames=["ApproximateReceiveCount"],
             ).get("Messages", [])
@@ -235,7 +252,10 @@ class EventPump:
     def _deliver(self, sqs: Any, fn: Function, url: str, message: dict) -> None:
         event = json.loads(message["Body"])
         try:
-            load_handler(fn)(event, LocalContext(fn.name, fn.memory_mb, fn.timeout_s))
+            load_handler(fn)(
+                event,
+                LocalContext(fn.name, fn.memory_mb, self.cloud.attempt_timeout_s or fn.timeout_s),
+            )
         except Exception:
             self.failures += 1
             log.exception("%s failed on event %s; it will be retried", fn.name, event.get("id"))
@@ -249,7 +269,7 @@ class EventPump:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
     def pending(self) -> int:
-        sqs = self.cloud.client("sqs")
+        sqs = self._sqs
         total = 0
         for url in self.cloud.queues.values():
             attributes = sqs.get_queue_attributes(

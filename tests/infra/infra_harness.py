@@ -4,10 +4,18 @@ The program is executed exactly as the Pulumi language host does (``runpy.run_pa
 ``infra/`` directory), once per mode: ``preview=True`` and ``preview=False`` with the dev stack's
 own ``Pulumi.dev.yaml`` (plus recognisable fake secrets), and once with ``Pulumi.prod.yaml``.
 
-A recording monitor keeps, for every registered resource, its URN, type, inputs (as the engine
+A recording monitor keeps, for every registered resource, its URN (computed as the engine does:
+top-level resources carry no ``pulumi:pulumi:Stack$`` prefix), type, inputs (as the engine
 would receive them), its parent, its dependencies (explicit ``depends_on`` and the ones its
 inputs carry) and the options the engine sees (protect, retain_on_delete,
-delete_before_replace), so tests assert on plain dicts.
+delete_before_replace, replace_on_changes, aliases), so tests assert on plain dicts. Stack
+references (``pulumi:pulumi:StackReference``, a read) are answered from ``stack_outputs`` and
+recorded in ``Deployment.reads``.
+
+Mock outputs derive from the logical name, so two runs that differ only in a resource's inputs
+give that resource the same identity (an in-place update). ``function_salt`` gives every Lambda
+function an unguessable name and ARN per run instead, as if each had been replaced: tests use it
+to prove that everything referring to a function takes the value from the function's outputs.
 
 ``set_mocks`` is process-global; each run re-points it at a fresh monitor and resets the root
 stack, so the three runs do not see each other's resources.
@@ -15,6 +23,7 @@ stack, so the three runs do not see each other's resources.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -45,6 +54,8 @@ FAKE_SECRETS = {
 }
 FAKE_ECR_PASSWORD = "FAKE-ECR-TOKEN-c0ffee"
 STACK_TYPE = "pulumi:pulumi:Stack"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
+ORGANIZATION = "acme"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -75,13 +86,17 @@ def _short(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:7]
 
 
-def mock_outputs(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def mock_outputs(
+    typ: str, name: str, inputs: dict[str, Any], *, function_salt: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """(physical id, outputs) for a resource, shaped like the provider's (camelCase keys)."""
     phys = f"{name}-{_short(name)}"
     arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
     out: dict[str, Any] = {}
     rid = f"{phys}-id"
     if typ == "aws:lambda/function:Function":
+        if function_salt is not None:  # a new, unguessable identity: as after a replacement
+            phys = f"{name}-{hashlib.sha256((function_salt + name).encode()).hexdigest()[:20]}"
         fname = inputs.get("name") or phys
         farn = arn.format("lambda", f"function:{fname}")
         invoke = f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{farn}/invocations"
@@ -150,7 +165,10 @@ def mock_outputs(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict
         }
         rid = phys
     elif typ == "docker-build:index:Image":
-        digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+        # The digest is a function of what is built (platform, build args...): a different
+        # architecture or commit gives a different image, as a real build does.
+        built = json.dumps({"name": name, "inputs": inputs}, sort_keys=True, default=str)
+        digest = "sha256:" + hashlib.sha256(built.encode()).hexdigest()
         out = {"digest": digest, "ref": f"{inputs['tags'][0]}@{digest}"}
         rid = digest
     elif typ == "awsx:ec2:Vpc":
@@ -177,12 +195,29 @@ def mock_outputs(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict
 
 
 class Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        stack_outputs: dict[str, dict[str, Any]] | None = None,
+        function_salt: str | None = None,
+    ) -> None:
         self.local = threading.local()
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.stack_outputs = stack_outputs or {}
+        self.function_salt = function_salt
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        rid, outputs = mock_outputs(args.typ, args.name, args.inputs)
+        if args.typ == STACK_REFERENCE_TYPE:
+            # A read of another stack: its outputs, as the engine returns them.
+            stack = args.inputs["name"]
+            if stack not in self.stack_outputs:
+                raise Exception(f"unknown stack {stack!r} (not in the harness's stack_outputs)")
+            state = {"name": stack, "outputs": dict(self.stack_outputs[stack])}
+            self.local.last = (dict(args.inputs), state)
+            return stack, state
+        rid, outputs = mock_outputs(
+            args.typ, args.name, args.inputs, function_salt=self.function_salt
+        )
         # Custom resources echo their inputs (as providers do); a remote component's inputs are
         # not its outputs (awsx Vpc's `natGateways` input is config, its output is resources).
         remote_component = args.typ.startswith("awsx:")
@@ -219,6 +254,9 @@ class Res:
     protect: bool
     retain_on_delete: bool
     delete_before_replace: bool
+    replace_on_changes: list[str] = field(default_factory=list)
+    # Each alias as the engine receives it: {"urn": ...} or the spec's fields.
+    aliases: list[dict[str, Any]] = field(default_factory=list)
 
     def all_dependencies(self) -> set[str]:
         deps = set(self.dependencies)
@@ -227,13 +265,66 @@ class Res:
         return deps
 
 
+def alias_record(alias: Any) -> dict[str, Any]:
+    if alias.HasField("urn"):
+        return {"urn": alias.urn}
+    spec = alias.spec
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "stack": spec.stack,
+        "project": spec.project,
+        "parentUrn": spec.parentUrn,
+        "noParent": spec.noParent,
+    }
+
+
+def engine_urn(stack: str, project: str, parent: str, typ: str, name: str) -> str:
+    """The URN the engine gives a resource: the parent's qualified type is prefixed, except for
+    the root stack's (top-level resources are ``urn:pulumi:<stack>::<project>::<type>::<name>``)."""
+    qualified = typ
+    if parent:
+        parent_type = parent.split("::")[2]
+        if parent_type != STACK_TYPE:
+            qualified = f"{parent_type}${typ}"
+    return f"urn:pulumi:{stack}::{project}::{qualified}::{name}"
+
+
 class RecordingMonitor(MockMonitor):
     """MockMonitor that also keeps what the engine would see of each registration."""
 
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
         self.records: list[Res] = []
+        self.reads: list[Res] = []
         self._lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        from pulumi.runtime.settings import get_project, get_stack
+
+        return engine_urn(get_stack(), get_project(), parent, type_, name)
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        inputs, state = self.mocks.local.last
+        record = Res(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            id=request.id,
+            inputs=inputs,
+            state=state,
+            parent=request.parent,
+            custom=True,
+            dependencies=set(request.dependencies),
+            property_dependencies={},
+            protect=False,
+            retain_on_delete=False,
+            delete_before_replace=False,
+        )
+        with self._lock:
+            self.reads.append(record)
+        return response
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -256,6 +347,8 @@ class RecordingMonitor(MockMonitor):
             protect=bool(request.protect),
             retain_on_delete=bool(request.retainOnDelete),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            replace_on_changes=list(request.replaceOnChanges),
+            aliases=[alias_record(a) for a in request.aliases],
         )
         with self._lock:
             self.records.append(record)
@@ -276,6 +369,7 @@ class Deployment:
     outputs: dict[str, Any]
     output_secrets: dict[str, bool]
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reads: list[Res] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Res]:
         return [r for r in self.resources if r.type == typ]
@@ -302,12 +396,19 @@ def run_program(
     stack: str,
     secret_keys: list[str],
     label: str,
+    stack_outputs: dict[str, dict[str, Any]] | None = None,
+    function_salt: str | None = None,
 ) -> Deployment:
-    mocks = Mocks()
+    mocks = Mocks(stack_outputs=stack_outputs, function_salt=function_salt)
     monitor = RecordingMonitor(mocks)
     runtime_settings.ROOT.set(None)  # a fresh root stack for this run
     pulumi.runtime.set_mocks(
-        mocks, project="collections", stack=stack, preview=preview, monitor=monitor
+        mocks,
+        project="collections",
+        stack=stack,
+        preview=preview,
+        monitor=monitor,
+        organization=ORGANIZATION,
     )
     runtime_config.set_all_config(config, secret_keys)
     runtime_settings.SETTINGS.rpc_manager.clear()
@@ -316,7 +417,11 @@ def run_program(
         # As the language host does: run the program directory (Pulumi.yaml `main: infra/`).
         runpy.run_path(str(REPO_ROOT / "infra"), run_name="__main__")
 
-    _sync_await(run_pulumi_func(program))
+    try:
+        _sync_await(run_pulumi_func(program))
+    except BaseException:
+        _drain()  # so the failed run's leftovers cannot fail the next run
+        raise
 
     root = runtime_settings.get_root_resource()
     outputs: dict[str, Any] = {}
@@ -333,15 +438,41 @@ def run_program(
         outputs=outputs,
         output_secrets=secrets,
         calls=list(mocks.calls),
+        reads=list(monitor.reads),
     )
 
 
+def _drain() -> None:
+    """Finish (or cancel) whatever a failed run left on the event loop."""
+    manager = runtime_settings.SETTINGS.rpc_manager
+
+    async def drain() -> None:
+        while manager.rpcs:
+            rpcs = list(manager.rpcs)
+            manager.rpcs.clear()
+            await asyncio.gather(*rpcs, return_exceptions=True)
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=2)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+    _sync_await(drain())
+    manager.clear()
+
+
 _RUNS: dict[str, Deployment] = {}
+
+# Stacks the runs may reference, by fully qualified name -> the label of the run whose
+# outputs that stack has (prod promotes dev's image: `imagesFromStack: dev` in Pulumi.prod.yaml).
+REFERENCED_STACKS: dict[str, str] = {f"{ORGANIZATION}/collections/dev": "dev-update"}
 
 # label -> (stack file, preview, config overrides)
 RUNS: dict[str, tuple[str, bool, dict[str, str]]] = {
     "dev-preview": ("dev", True, {}),
     "dev-update": ("dev", False, {}),
+    "prod-preview": ("prod", True, {}),
     "prod-update": ("prod", False, {}),
     "dev-x86_64": (
         "dev",
@@ -351,15 +482,23 @@ RUNS: dict[str, tuple[str, bool, dict[str, str]]] = {
 }
 
 
+def referenced_outputs() -> dict[str, dict[str, Any]]:
+    """The outputs of the stacks a run may reference (other runs' own outputs)."""
+    return {stack: deployment_for(label).outputs for stack, label in REFERENCED_STACKS.items()}
+
+
 def deployment_for(label: str) -> Deployment:
     if label not in _RUNS:
         stack, preview, overrides = RUNS[label]
+        config = stack_config_with_secrets(stack) | overrides
+        refs = referenced_outputs() if stack != "dev" else {}
         _RUNS[label] = run_program(
-            stack_config_with_secrets(stack) | overrides,
+            config,
             preview=preview,
             stack=stack,
             secret_keys=list(FAKE_SECRETS),
             label=label,
+            stack_outputs=refs,
         )
     return _RUNS[label]
 
@@ -387,3 +526,91 @@ def as_json(value: Any) -> Any:
     """A JSON document given as a string (policies, patterns) parsed; other values unchanged."""
     value = unwrap(value)
     return json.loads(value) if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- URNs and aliases
+
+
+def urn_name(urn: str) -> str:
+    return urn.split("::")[3]
+
+
+def urn_type(urn: str) -> str:
+    """The resource's own type (the last segment of the qualified type)."""
+    return urn.split("::")[2].split("$")[-1]
+
+
+def alias_urns(res: Res, by_urn: dict[str, Res]) -> set[str]:
+    """Every earlier URN the engine would match ``res`` against, as it computes them: the
+    resource's own aliases (an alias spec defaults to the resource's current name, type, stack,
+    project and parent), plus one per alias of its parent, inherited the way the engine does it
+    (a child whose name starts with the parent's name takes the aliased parent's name)."""
+    parts = res.urn.split("::")
+    stack, project = parts[0].removeprefix("urn:pulumi:"), parts[1]
+    found: set[str] = set()
+    for alias in res.aliases:
+        if "urn" in alias:
+            found.add(alias["urn"])
+            continue
+        parent = "" if alias["noParent"] else (alias["parentUrn"] or res.parent)
+        found.add(
+            engine_urn(
+                alias["stack"] or stack,
+                alias["project"] or project,
+                parent,
+                alias["type"] or res.type,
+                alias["name"] or res.name,
+            )
+        )
+    parent_res = by_urn.get(res.parent)
+    if parent_res is not None:
+        for parent_alias in alias_urns(parent_res, by_urn):
+            name = res.name
+            if name.startswith(parent_res.name):
+                name = urn_name(parent_alias) + name[len(parent_res.name) :]
+            found.add(engine_urn(stack, project, parent_alias, res.type, name))
+    found.discard(res.urn)
+    return found
+
+
+def urn_template(urn: str, stack: str) -> str:
+    """A URN with its stack replaced by ``{stack}`` (the committed list holds these)."""
+    prefix = f"urn:pulumi:{stack}::"
+    assert urn.startswith(prefix), urn
+    return "urn:pulumi:{stack}::" + urn[len(prefix) :]
+
+
+def check_urns(
+    resources: list[Res], committed: list[str], *, stack: str, types: set[str]
+) -> list[str]:
+    """Problems with the URNs of the resources of ``types`` against the committed templates.
+
+    A resource whose URN is not committed passes only if one of its alias URNs is (a declared
+    rename or re-parent); a committed URN that no resource has or aliases is a resource that
+    disappeared (deleted or renamed without an alias). Each problem names the URNs involved.
+    """
+    expected = {c.replace("{stack}", stack) for c in committed}
+    by_urn = {r.urn: r for r in resources}
+    claimed: set[str] = set()
+    problems: list[str] = []
+    for r in resources:
+        if r.type not in types:
+            continue
+        if r.urn in expected:
+            claimed.add(r.urn)
+            continue
+        via_alias = alias_urns(r, by_urn) & expected
+        if via_alias:
+            claimed |= via_alias
+            continue
+        problems.append(
+            f"{r.type} {r.urn} is not in tests/infra/stateful_urns.json and declares no alias to "
+            "a URN there: Pulumi would create a new, empty resource and delete the old one. "
+            "Declare an alias (infra/options.py ALIASES) or, for a new resource, add its URN."
+        )
+    for urn in sorted(expected - claimed):
+        problems.append(
+            f"{urn} (tests/infra/stateful_urns.json) is gone: no resource has that URN or an "
+            "alias to it, so Pulumi would delete it. Declare an alias on the renamed resource."
+        )
+    return problems

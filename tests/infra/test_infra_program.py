@@ -795,7 +795,14 @@ def test_image_is_built_for_the_function_platform_without_attestations(
     (repo,) = deployment.of_type("aws:ecr/repository:Repository")
     assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
     (lc,) = deployment.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
-    assert as_json(lc.inputs["policy"])["rules"][1]["selection"]["countNumber"] == 10
+    rules = as_json(lc.inputs["policy"])["rules"]
+    assert [r["rulePriority"] for r in rules] == [1, 2, 3]
+    assert rules[1]["selection"]["tagPrefixList"] == ["promoted-"]  # never expire promoted ones
+    assert rules[2]["selection"] == {
+        "tagStatus": "any",
+        "countType": "imageCountMoreThan",
+        "countNumber": 10,
+    }
 
 
 def test_network_nat_endpoints_and_subnets(deployment: Deployment, prod: Deployment) -> None:
@@ -902,6 +909,7 @@ def test_stack_outputs(deployment: Deployment) -> None:
         "imageRepositoryUrl",
         "imageDigest",
         "imageUri",
+        "imagePlatform",
         "dashboardUrl",
     }
     (api,) = deployment.of_type("aws:apigatewayv2/api:Api")
@@ -909,6 +917,7 @@ def test_stack_outputs(deployment: Deployment) -> None:
     assert out["bucketName"] == bucket(deployment).state["bucket"]
     assert out["imageDigest"].startswith("sha256:")
     assert out["imageUri"] == f"{out['imageRepositoryUrl']}@{out['imageDigest']}"
+    assert out["imagePlatform"] == "linux/arm64"
     assert out["dashboardUrl"].endswith("#dashboards/dashboard/collections-dev")
 
 

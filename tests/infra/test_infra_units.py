@@ -71,12 +71,13 @@ def test_stateful_resources_are_protected_and_retained_when_the_stack_says_so(
 @pytest.mark.parametrize("resource", ["ssm-parameter", "dashboard"])
 def test_fixed_name_resources_delete_before_replace(resource: str) -> None:
     spec = spec_for(resource, protect=True)
-    assert spec == OptionSpec(delete_before_replace=True)
+    assert spec.delete_before_replace is True
+    assert not spec.protect and not spec.retain_on_delete
     assert spec.to_options().delete_before_replace is True
 
 
 def test_everything_else_is_auto_named_create_before_delete() -> None:
-    spec = spec_for("function", protect=True)
+    spec = spec_for("role", protect=True)  # not in the table: an auto-named resource
     assert spec == OptionSpec()
     opts = spec.to_options()
     assert not opts.protect and not opts.delete_before_replace and not opts.retain_on_delete
@@ -292,7 +293,8 @@ def test_a_preview_without_a_digest_yields_an_unknown_uri(monkeypatch: pytest.Mo
 def test_ecr_lifecycle_keeps_the_cache_and_the_last_n_images() -> None:
     rules = json.loads(lifecycle_policy(7))["rules"]
     assert rules[0]["selection"]["tagPrefixList"] == ["buildcache"]
-    assert rules[1]["selection"] == {
+    assert rules[1]["selection"]["tagPrefixList"] == ["promoted-"]
+    assert rules[2]["selection"] == {
         "tagStatus": "any",
         "countType": "imageCountMoreThan",
         "countNumber": 7,

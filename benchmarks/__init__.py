@@ -1,0 +1,1 @@
+"""Benchmarks and evaluations, run as modules (``uv run python -m benchmarks.<name>``)."""

@@ -1,0 +1,87 @@
+"""The app factory. The same app runs under uvicorn locally and behind API Gateway on Lambda
+(``runtime.handlers.api``); only ``behind_gateway`` differs (no in-process rate limit there)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from runtime.api.context import ApiContext
+from runtime.api.errors import install_error_handlers
+from runtime.api.limits import RateLimiter
+from runtime.api.middleware import REQUEST_ID_HEADER, RequestEnvelope
+from runtime.api.routers import items, ops, search
+from runtime.config import Settings, get_settings
+
+API_VERSION = "0.1.0"
+JSON_BODY_LIMIT = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+DIRECT_UPLOAD_PATH = "/items/upload"
+
+DESCRIPTION = """\
+Save what you see: upload screenshots and photos, let the service describe them, and find them
+again by keyword or by meaning. Every user sees only their own items.
+
+**Sign-in.** Every route except `/health`, `/version`, `/openapi.json` and `/docs` needs a
+Cognito ID or access token of the service's user pool: `Authorization: Bearer <token>`.
+
+**Uploads.** `POST /items` creates an item and returns a presigned POST: send the file to
+`upload.url` with `upload.fields` (S3 accepts only that key, that Content-Type and a size up to
+`upload.max_size`). Small files can go through the API instead: `POST /items/upload`
+(multipart). Processing then runs on its own: `uploading → processing → analyzing → indexing →
+ready` (or `failed`, with a stage and a reason); poll `GET /items/{item_id}`.
+
+**Errors.** Every error has the same body: `{"error": {"code", "message", "request_id"}}`; the
+request id is also in the `x-request-id` header of every response.
+"""
+
+TAGS = [
+    {"name": "items", "description": "Uploads, listing, details, re-analysis, deletion"},
+    {"name": "search", "description": "Keyword, semantic and hybrid search"},
+    {"name": "operations", "description": "Health and version (public)"},
+]
+
+
+def create_app(settings: Settings | None = None, *, behind_gateway: bool = False) -> FastAPI:
+    """Build the app. Nothing is connected here: the database, AWS clients, the JWKS and the
+    query embedder are created on first use and then reused (once per process/container)."""
+    settings = settings or get_settings()
+    rate = 0 if behind_gateway else settings.api_rate_limit_per_minute
+    app = FastAPI(
+        title="Collections API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        docs_url="/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.collections = ApiContext(
+        settings=settings,
+        behind_gateway=behind_gateway,
+        user_limiter=RateLimiter(rate) if rate else None,
+    )
+    install_error_handlers(app)
+    app.include_router(items.router)
+    app.include_router(search.router)
+    app.include_router(ops.router)
+
+    direct_limit = min(settings.max_upload_bytes, settings.api_direct_upload_max_bytes)
+    app.add_middleware(
+        RequestEnvelope,
+        body_limit=JSON_BODY_LIMIT,
+        body_limits_by_path={DIRECT_UPLOAD_PATH: direct_limit + MULTIPART_OVERHEAD},
+        ip_limiter=RateLimiter(rate) if rate else None,
+    )
+    if settings.cors_origins:
+        # Outermost, so that error responses (413, 429, 500) carry the CORS headers too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+            expose_headers=[REQUEST_ID_HEADER, "retry-after"],
+            max_age=600,
+        )
+    return app

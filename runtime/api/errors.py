@@ -1,0 +1,216 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "request_id"}}``.
+
+Codes are stable, lower-snake-case words a client can branch on; messages are sentences for
+people and never carry internals (no exception text, SQL, keys or stack traces). Unexpected
+failures are logged with the request id, which the 500 body repeats so a report can be matched
+to its log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from runtime.api.context import request_id_of
+
+CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+MESSAGES_BY_STATUS = {
+    400: "The request is not valid.",
+    401: "Authentication is required.",
+    403: "This is not allowed.",
+    404: "Not found.",
+    405: "This method is not allowed on this path.",
+    409: "The request conflicts with the current state of the resource.",
+    413: "The request body is too large.",
+    415: "This media type is not supported.",
+    422: "The request is not valid.",
+    429: "Too many requests; slow down.",
+    500: "Something went wrong on our side. Quote the request id if you report it.",
+    503: "The service is temporarily unavailable; try again shortly.",
+}
+
+RESPONSE_DESCRIPTIONS = {
+    400: "Bad request (e.g. a cursor that this listing did not issue)",
+    401: "Missing, malformed, expired or otherwise invalid token",
+    404: "No such item for this user",
+    409: "The item is not in a state that allows this",
+    413: "Request body or declared upload size too large",
+    415: "The uploaded file is not a supported image type",
+    422: "The request does not match the schema",
+    429: "Rate limit exceeded (local mode); see Retry-After",
+    500: "Unexpected error; the body carries the request id",
+    503: "A dependency (database, storage, events, sign-in keys) is unavailable",
+}
+
+
+class FieldError(BaseModel):
+    location: list[str | int] = Field(description='Where the problem is, e.g. ["body", "size"]')
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `invalid_token`")
+    message: str = Field(description="What went wrong, for people")
+    request_id: str | None = Field(default=None, description="Echo of the x-request-id header")
+    details: list[FieldError] | None = Field(
+        default=None, description="Validation problems, one per field (422 only)"
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """Raised by routes and dependencies; rendered as the error shape with its status."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str | None = None,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code or CODES_BY_STATUS.get(status, "error")
+        self.message = message or MESSAGES_BY_STATUS.get(status, "The request failed.")
+        self.headers = headers
+        super().__init__(f"{status} {self.code}")
+
+
+def error_payload(
+    status: int,
+    code: str | None = None,
+    message: str | None = None,
+    *,
+    request_id: str | None = None,
+    details: list[FieldError] | None = None,
+) -> dict[str, Any]:
+    body = ErrorBody(
+        code=code or CODES_BY_STATUS.get(status, "error"),
+        message=message or MESSAGES_BY_STATUS.get(status, "The request failed."),
+        request_id=request_id,
+        details=details,
+    )
+    return {"error": body.model_dump(exclude_none=True)}
+
+
+def error_response(
+    request_or_scope: Request | dict[str, Any] | None,
+    status: int,
+    code: str | None = None,
+    message: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    details: list[FieldError] | None = None,
+) -> JSONResponse:
+    scope = request_or_scope.scope if isinstance(request_or_scope, Request) else request_or_scope
+    request_id = request_id_of(scope) if scope is not None else None
+    return JSONResponse(
+        error_payload(status, code, message, request_id=request_id, details=details),
+        status_code=status,
+        headers=headers,
+    )
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for these error statuses, all with the error shape."""
+    return {
+        status: {"model": ErrorResponse, "description": RESPONSE_DESCRIPTIONS[status]}
+        for status in statuses
+    }
+
+
+def _location(loc: Any) -> list[str | int]:
+    return [part if isinstance(part, int) else str(part) for part in loc]
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(request, exc.status, exc.code, exc.message, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    # Starlette's own details are fixed phrases ("Not Found", "Method Not Allowed"); ours
+    # replace them so every message reads the same way.
+    return error_response(request, status, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        FieldError(location=_location(err.get("loc", ())), message=str(err.get("msg", "")))
+        for err in exc.errors()
+    ]
+    return error_response(
+        request,
+        422,
+        "validation_error",
+        "The request does not match the API schema; see details.",
+        details=details,
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    from runtime.api.logs import logger
+
+    logger.warning(
+        "database unavailable",
+        extra={"request_id": request_id_of(request.scope), "error": type(exc).__name__},
+    )
+    return error_response(
+        request, 503, "database_unavailable", "The database is not reachable; try again shortly."
+    )
+
+
+async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    from runtime.api.logs import logger
+
+    logger.warning(
+        "dependency unavailable",
+        extra={"request_id": request_id_of(request.scope), "error": type(exc).__name__},
+    )
+    return error_response(
+        request,
+        503,
+        "dependency_unavailable",
+        "A service this request needs is not reachable; try again shortly.",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from runtime.domain.errors import TransientError
+
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(TransientError, _dependency_unavailable)
+    app.add_exception_handler(BotoCoreError, _dependency_unavailable)
+    app.add_exception_handler(ClientError, _dependency_unavailable)

@@ -1,0 +1,440 @@
+"""Items: create an upload (presigned POST to S3) or upload through the API, list, get,
+re-analyze, list analysis versions, delete. Every query is scoped to the caller's ``sub``; an
+item of another user is indistinguishable from one that does not exist (404)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
+from sqlalchemy import and_, delete, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from runtime.api.context import ApiContext, api_context
+from runtime.api.deps import CurrentUser
+from runtime.api.errors import ApiError, responses
+from runtime.api.logs import logger
+from runtime.api.schemas import (
+    PRINTABLE,
+    AnalysisList,
+    AnalysisVersion,
+    CreateUploadRequest,
+    CreateUploadResponse,
+    Failure,
+    ImageContentType,
+    ItemDetail,
+    ItemPage,
+    ItemSummary,
+    ItemUrls,
+    UploadForm,
+)
+from runtime.api.urls import download_expiry, presigned_get, presigned_upload
+from runtime.db.models import Analysis, Item, ItemStatus
+from runtime.db.session import session_scope
+from runtime.domain.items import create_item, get_item, latest_analysis, transition
+from runtime.events import AnalysisRequested, item_prefix
+
+router = APIRouter(prefix="/items", tags=["items"])
+Ctx = Annotated[ApiContext, Depends(api_context)]
+ItemId = Annotated[uuid.UUID, Path(description="The item's id")]
+
+COMMON = responses(401, 422, 429, 500, 503)
+EXTENSIONS = {
+    ".jpg": ImageContentType.JPEG,
+    ".jpeg": ImageContentType.JPEG,
+    ".png": ImageContentType.PNG,
+    ".webp": ImageContentType.WEBP,
+    ".gif": ImageContentType.GIF,
+    ".heic": ImageContentType.HEIC,
+    ".heif": ImageContentType.HEIF,
+}
+MAX_PAGE = 100
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "item_not_found", "There is no such item.")
+
+
+def _bucket(ctx: ApiContext) -> str:
+    return ctx.pipeline().store.bucket  # type: ignore[attr-defined]
+
+
+def _small_thumbnail(derived_keys: dict[str, str]) -> str | None:
+    thumbs = [(name, key) for name, key in derived_keys.items() if name.startswith("thumb_")]
+    if not thumbs:
+        return None
+
+    def size(name: str) -> int:
+        digits = name.removeprefix("thumb_")
+        return int(digits) if digits.isdigit() else 1 << 30
+
+    return min(thumbs, key=lambda nk: size(nk[0]))[1]
+
+
+def _summary(
+    ctx: ApiContext, item: Item, category: str | None, headline: str | None
+) -> dict[str, Any]:
+    thumbnail = _small_thumbnail(item.derived_keys or {})
+    failure = None
+    if item.status == ItemStatus.FAILED:
+        failure = Failure(stage=item.failure_stage, reason=item.failure_reason)
+    return {
+        "id": item.id,
+        "status": ItemStatus(item.status),
+        "file_name": item.file_name,
+        "content_type": item.content_type or item.declared_content_type,
+        "size": item.byte_size,
+        "width": item.width,
+        "height": item.height,
+        "category": category,
+        "headline": headline,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+        "ready_at": item.ready_at,
+        "failure": failure,
+        "thumbnail_url": (
+            presigned_get(ctx.s3(), bucket=_bucket(ctx), key=thumbnail) if thumbnail else None
+        ),
+    }
+
+
+def _text(result: dict[str, Any] | None, name: str) -> str | None:
+    value = (result or {}).get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _analysis(analysis: Analysis) -> AnalysisVersion:
+    return AnalysisVersion(
+        version=analysis.version,
+        generation=analysis.generation,
+        provider=analysis.provider,
+        model=analysis.model,
+        input_tokens=analysis.input_tokens,
+        output_tokens=analysis.output_tokens,
+        latency_ms=analysis.latency_ms,
+        created_at=analysis.created_at,
+        result=analysis.result,
+    )
+
+
+def _owned(session: Session, user_id: str, item_id: uuid.UUID, *, lock: bool = False) -> Item:
+    item = get_item(session, user_id, item_id, lock=lock)
+    if item is None:
+        raise not_found()
+    return item
+
+
+# -- cursor pagination --------------------------------------------------------------------------
+
+
+def _encode_cursor(item: Item) -> str:
+    payload = json.dumps({"t": item.created_at.isoformat(), "i": str(item.id)})
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        created_at = datetime.fromisoformat(data["t"])
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at, uuid.UUID(data["i"])
+    except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error, AttributeError):
+        raise ApiError(
+            400, "invalid_cursor", "The cursor is not one this listing issued."
+        ) from None
+
+
+# -- routes ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="createUpload",
+    summary="Create an item and a presigned POST to upload its image straight to S3",
+    responses={**COMMON, **responses(413)},
+)
+def create_upload(body: CreateUploadRequest, user: CurrentUser, ctx: Ctx) -> CreateUploadResponse:
+    limit = ctx.settings.max_upload_bytes
+    if body.size > limit:
+        raise ApiError(
+            413, "upload_too_large", f"The file is larger than the upload limit of {limit} bytes."
+        )
+    content_type = str(body.content_type)
+    with session_scope() as session:
+        item = create_item(
+            session,
+            user_id=user.user_id,
+            file_name=body.file_name,
+            content_type=content_type,
+            byte_size=body.size,
+        )
+        post = presigned_upload(
+            ctx.s3(),
+            bucket=_bucket(ctx),
+            key=item.original_key,
+            content_type=content_type,
+            max_bytes=limit,
+        )
+    return CreateUploadResponse(
+        item=ItemSummary(**_summary(ctx, item, None, None)),
+        upload=UploadForm(**post, content_type=body.content_type, max_size=limit),
+    )
+
+
+def _clean_file_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    name = PurePosixPath(name.replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch >= " " and ch != "\x7f").strip()
+    return name[:255] or None
+
+
+def _upload_type(file: UploadFile, file_name: str | None) -> ImageContentType:
+    declared = (file.content_type or "").split(";")[0].strip().lower()
+    if declared in set(ImageContentType):
+        return ImageContentType(declared)
+    if declared in ("", "application/octet-stream") and file_name:
+        by_extension = EXTENSIONS.get(PurePosixPath(file_name.lower()).suffix)
+        if by_extension:
+            return by_extension
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        "Upload a JPEG, PNG, WebP, GIF or HEIC/HEIF image.",
+    )
+
+
+@router.post(
+    "/upload",
+    status_code=201,
+    operation_id="uploadItem",
+    summary="Upload a small image through the API (multipart/form-data, e.g. curl -F)",
+    description=(
+        "For small files and scripts: `curl -H 'Authorization: Bearer …' "
+        "-F file=@photo.jpg <api>/items/upload`. The API stores the image at the item's key; "
+        "processing starts from the storage event, as for a presigned upload. Files above the "
+        "direct-upload limit (4 MiB by default) must use `POST /items`."
+    ),
+    responses={**COMMON, **responses(413, 415)},
+)
+def upload_item(
+    user: CurrentUser,
+    ctx: Ctx,
+    file: Annotated[UploadFile, File(description="The image")],
+    file_name: Annotated[
+        str | None,
+        Form(
+            min_length=1,
+            max_length=255,
+            pattern=PRINTABLE,
+            description="Name to keep (default: the part's filename)",
+        ),
+    ] = None,
+) -> ItemSummary:
+    name = _clean_file_name(file_name) or _clean_file_name(file.filename)
+    content_type = _upload_type(file, name)
+    limit = min(ctx.settings.max_upload_bytes, ctx.settings.api_direct_upload_max_bytes)
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(
+            413,
+            "upload_too_large",
+            f"Files above {limit} bytes must be uploaded with POST /items (presigned).",
+        )
+    if not data:
+        raise ApiError(422, "empty_file", "The file is empty.")
+    with session_scope() as session:
+        item = create_item(
+            session,
+            user_id=user.user_id,
+            file_name=name,
+            content_type=str(content_type),
+            byte_size=len(data),
+        )
+    try:
+        ctx.pipeline().store.put(item.original_key, data, str(content_type))
+    except Exception:
+        with session_scope() as session:
+            session.execute(delete(Item).where(Item.id == item.id, Item.user_id == user.user_id))
+        raise
+    return ItemSummary(**_summary(ctx, item, None, None))
+
+
+@router.get(
+    "",
+    operation_id="listItems",
+    summary="List the caller's items, newest first",
+    responses={**COMMON, **responses(400)},
+)
+def list_items(
+    user: CurrentUser,
+    ctx: Ctx,
+    status: Annotated[ItemStatus | None, Query(description="Only items in this status")] = None,
+    category: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            pattern=PRINTABLE,
+            description="Only items whose latest analysis has this category (any case)",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+    ] = None,
+) -> ItemPage:
+    latest = (
+        select(
+            Analysis.result["category"].astext.label("category"),
+            Analysis.result["headline"].astext.label("headline"),
+        )
+        .where(Analysis.item_id == Item.id, Analysis.user_id == Item.user_id)
+        .order_by(Analysis.version.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    query = (
+        select(Item, latest.c.category, latest.c.headline)
+        .outerjoin(latest, true())
+        .where(Item.user_id == user.user_id)
+    )
+    if status is not None:
+        query = query.where(Item.status == str(status))
+    if category is not None:
+        query = query.where(func.lower(latest.c.category) == func.lower(category))
+    if cursor:
+        created_at, item_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Item.created_at < created_at,
+                and_(Item.created_at == created_at, Item.id < item_id),
+            )
+        )
+    query = query.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)
+    with session_scope() as session:
+        rows = session.execute(query).all()
+    page = rows[:limit]
+    return ItemPage(
+        items=[ItemSummary(**_summary(ctx, row[0], row[1], row[2])) for row in page],
+        next_cursor=_encode_cursor(page[-1][0]) if len(rows) > limit else None,
+    )
+
+
+@router.get(
+    "/{item_id}",
+    operation_id="getItem",
+    summary="One item: status, failure, latest analysis, presigned URLs",
+    responses={**COMMON, **responses(404)},
+)
+def read_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemDetail:
+    with session_scope() as session:
+        item = _owned(session, user.user_id, item_id)
+        analysis = latest_analysis(session, item)
+    s3, bucket = ctx.s3(), _bucket(ctx)
+    thumbnails = {
+        name: presigned_get(s3, bucket=bucket, key=key)
+        for name, key in sorted((item.derived_keys or {}).items())
+        if name.startswith("thumb_")
+    }
+    original = None
+    if item.status != ItemStatus.UPLOADING:
+        original = presigned_get(s3, bucket=bucket, key=item.original_key)
+    result = analysis.result if analysis else None
+    return ItemDetail(
+        **_summary(ctx, item, _text(result, "category"), _text(result, "headline")),
+        generation=item.generation,
+        analysis=_analysis(analysis) if analysis else None,
+        urls=ItemUrls(original=original, thumbnails=thumbnails, expires_at=download_expiry()),
+    )
+
+
+@router.post(
+    "/{item_id}/reanalyze",
+    status_code=202,
+    operation_id="reanalyzeItem",
+    summary="Analyze the item again (a new analysis version); the item goes back to analyzing",
+    responses={**COMMON, **responses(404, 409)},
+)
+def reanalyze_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemSummary:
+    with session_scope() as session:
+        item = _owned(session, user.user_id, item_id, lock=True)
+        can = item.status == ItemStatus.READY or (
+            item.status == ItemStatus.FAILED and "analysis" in (item.derived_keys or {})
+        )
+        moved = can and transition(
+            session,
+            item,
+            from_statuses=(ItemStatus.READY, ItemStatus.FAILED),
+            to=ItemStatus.ANALYZING,
+            generation=Item.generation + 1,
+            failure_stage=None,
+            failure_reason=None,
+        )
+        if not moved:
+            raise ApiError(
+                409,
+                "not_reanalyzable",
+                f"The item is {item.status}; only a ready item, or one whose analysis failed, "
+                "can be analyzed again.",
+            )
+        # Published before the commit: if it fails, the item stays as it was. If the commit
+        # failed after it, the analyze stage skips the event (the item is not analyzing).
+        ctx.pipeline().publisher.publish(
+            AnalysisRequested(item_id=item.id, user_id=item.user_id, generation=item.generation)
+        )
+        analysis = latest_analysis(session, item)
+    result = analysis.result if analysis else None
+    return ItemSummary(**_summary(ctx, item, _text(result, "category"), _text(result, "headline")))
+
+
+@router.get(
+    "/{item_id}/analyses",
+    operation_id="listAnalyses",
+    summary="Every analysis version of the item, newest first",
+    responses={**COMMON, **responses(404)},
+)
+def list_analyses(item_id: ItemId, user: CurrentUser) -> AnalysisList:
+    with session_scope() as session:
+        item = _owned(session, user.user_id, item_id)
+        analyses = session.scalars(
+            select(Analysis)
+            .where(Analysis.item_id == item.id, Analysis.user_id == user.user_id)
+            .order_by(Analysis.version.desc())
+        ).all()
+        return AnalysisList(item_id=item.id, analyses=[_analysis(a) for a in analyses])
+
+
+@router.delete(
+    "/{item_id}",
+    status_code=204,
+    response_class=Response,
+    operation_id="deleteItem",
+    summary="Delete the item, its analyses, its search document and all its stored objects",
+    responses={204: {"description": "Deleted"}, **COMMON, **responses(404)},
+)
+def delete_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> Response:
+    store = ctx.pipeline().store
+    prefix = item_prefix(user.user_id, item_id)
+    with session_scope() as session:
+        _owned(session, user.user_id, item_id, lock=True)
+        # Objects first, under the row lock: if S3 fails, nothing is deleted and a retry works.
+        store.delete([obj.key for obj in store.list(prefix)])
+        # The row's analyses and search document go with it (ON DELETE CASCADE).
+        session.execute(delete(Item).where(Item.id == item_id, Item.user_id == user.user_id))
+    try:
+        # A stage that was running may have written a derivative meanwhile; the housekeeping
+        # job removes any that this sweep misses (objects no item references).
+        store.delete([obj.key for obj in store.list(prefix)])
+    except Exception:
+        logger.warning("post-delete sweep failed", extra={"item_id": str(item_id)})
+    return Response(status_code=204)

@@ -1,0 +1,98 @@
+"""Search the caller's items: keyword, semantic or hybrid (``runtime.domain.search``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from runtime.api.context import ApiContext, api_context
+from runtime.api.deps import CurrentUser
+from runtime.api.errors import ApiError, responses
+from runtime.api.schemas import PRINTABLE, SearchResponse, SearchResult
+from runtime.api.urls import presigned_get
+from runtime.db.models import ItemStatus
+from runtime.db.session import session_scope
+from runtime.domain.search import MAX_LIMIT, InvalidCursor, SearchFilters, SearchMode, search
+
+router = APIRouter(tags=["search"])
+Ctx = Annotated[ApiContext, Depends(api_context)]
+
+
+@router.get(
+    "/search",
+    operation_id="search",
+    summary="Find the caller's items by keyword, by meaning, or both",
+    description=(
+        '`keyword` reads the query with web-search syntax (`"a phrase"`, `-exclude`, `or`); '
+        "`semantic` compares meanings (embeddings); `hybrid` (default) fuses both rankings. "
+        "Only results at or above the mode's relevance threshold are returned, so a query "
+        "about something absent gives an empty list. See `SearchResult.score` for the scales."
+    ),
+    responses={**responses(400, 401, 422, 429, 500, 503)},
+)
+def search_items(
+    user: CurrentUser,
+    ctx: Ctx,
+    q: Annotated[str, Query(min_length=1, max_length=1000, description="What to look for")],
+    mode: SearchMode = SearchMode.HYBRID,
+    category: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, pattern=PRINTABLE, description="Exact, any case"),
+    ] = None,
+    status: Annotated[ItemStatus | None, Query(description="Only items in this status")] = None,
+    created_from: Annotated[datetime | None, Query(description="Created at or after")] = None,
+    created_to: Annotated[datetime | None, Query(description="Created before")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=2048, description="`next_cursor` of the previous page of this search"),
+    ] = None,
+) -> SearchResponse:
+    pipeline = ctx.pipeline()
+    filters = SearchFilters(
+        category=category,
+        created_from=created_from,
+        created_to=created_to,
+        status=str(status) if status else None,
+    )
+    try:
+        with session_scope() as session:
+            page = search(
+                session,
+                pipeline.embedder(),
+                user_id=user.user_id,
+                query=q,
+                mode=mode,
+                filters=filters,
+                limit=limit,
+                cursor=cursor,
+            )
+    except InvalidCursor:
+        raise ApiError(
+            400, "invalid_cursor", "The cursor does not belong to this search."
+        ) from None
+    s3, bucket = ctx.s3(), pipeline.store.bucket  # type: ignore[attr-defined]
+    return SearchResponse(
+        query=q,
+        mode=page.mode,
+        results=[
+            SearchResult(
+                item_id=hit.item_id,
+                score=hit.score,
+                headline=hit.headline,
+                category=hit.category,
+                summary=hit.summary,
+                status=ItemStatus(hit.status),
+                created_at=hit.created_at,
+                thumbnail_url=(
+                    presigned_get(s3, bucket=bucket, key=hit.thumbnail_key)
+                    if hit.thumbnail_key
+                    else None
+                ),
+            )
+            for hit in page.hits
+        ],
+        next_cursor=page.next_cursor,
+    )

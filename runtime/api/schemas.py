@@ -1,0 +1,167 @@
+"""Request and response models: the API's contract, and the OpenAPI document's components."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.db.models import ItemStatus
+from runtime.domain.search import SearchMode
+
+# No control characters (they end up in PostgreSQL text, which refuses NUL).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+class ImageContentType(StrEnum):
+    JPEG = "image/jpeg"
+    PNG = "image/png"
+    WEBP = "image/webp"
+    GIF = "image/gif"
+    HEIC = "image/heic"
+    HEIF = "image/heif"
+
+
+class CreateUploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=255,
+            pattern=PRINTABLE,
+            description="The file's name, kept for display",
+            examples=["beach.jpg"],
+        ),
+    ]
+    content_type: Annotated[
+        ImageContentType,
+        Field(description="The file's media type; the upload must send exactly this type"),
+    ]
+    size: Annotated[
+        int,
+        Field(
+            ge=1,
+            description=(
+                "The file's size in bytes; at most the service's upload limit "
+                "(25 MiB by default), else 413"
+            ),
+            examples=[2_400_000],
+        ),
+    ]
+
+
+class Failure(BaseModel):
+    stage: str | None = Field(description="The pipeline stage that failed, e.g. `thumbnail`")
+    reason: str | None = Field(description="Why, e.g. `not_an_image: …`")
+
+
+class ItemSummary(BaseModel):
+    id: uuid.UUID
+    status: ItemStatus
+    file_name: str | None
+    content_type: str | None = Field(
+        description="Detected from the bytes once processed; the declared type before that"
+    )
+    size: int | None = Field(description="Bytes (declared until the upload is processed)")
+    width: int | None
+    height: int | None
+    category: str | None = Field(description="From the latest analysis")
+    headline: str | None = Field(description="From the latest analysis")
+    created_at: datetime
+    updated_at: datetime
+    ready_at: datetime | None
+    failure: Failure | None = Field(description="Set when status is `failed`")
+    thumbnail_url: str | None = Field(
+        description="Short-lived presigned GET URL of the small thumbnail, once it exists"
+    )
+
+
+class UploadForm(BaseModel):
+    """An S3 presigned POST: send a multipart/form-data POST to ``url`` with every field of
+    ``fields`` and then the file as the last field, named ``file``."""
+
+    url: str
+    method: Literal["POST"] = "POST"
+    fields: dict[str, str]
+    expires_at: datetime
+    content_type: ImageContentType = Field(description="The only Content-Type S3 will accept")
+    max_size: int = Field(description="S3 refuses a larger file (and an empty one)")
+
+
+class CreateUploadResponse(BaseModel):
+    item: ItemSummary
+    upload: UploadForm
+
+
+class ItemPage(BaseModel):
+    items: list[ItemSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
+
+
+class AnalysisVersion(BaseModel):
+    version: int
+    generation: int
+    provider: str = Field(description="`anthropic`, or `local` for the offline analyzer")
+    model: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: int
+    created_at: datetime
+    result: dict[str, Any] = Field(description="The structured analysis (category, headline, …)")
+
+
+class ItemUrls(BaseModel):
+    original: str | None = Field(description="Presigned GET URL of the original, once uploaded")
+    thumbnails: dict[str, str] = Field(description="Rendition name (`thumb_256`, …) to URL")
+    expires_at: datetime
+
+
+class ItemDetail(ItemSummary):
+    generation: int = Field(description="Bumped by each analysis requested")
+    analysis: AnalysisVersion | None = Field(description="The latest analysis, if any")
+    urls: ItemUrls
+
+
+class AnalysisList(BaseModel):
+    item_id: uuid.UUID
+    analyses: list[AnalysisVersion] = Field(description="Newest version first")
+
+
+class SearchResult(BaseModel):
+    item_id: uuid.UUID
+    score: float = Field(
+        description=(
+            "Relevance on the mode's scale: keyword [0, 1] (IDF-weighted share of the query "
+            "found, by field importance), semantic [-1, 1] (cosine similarity), hybrid (0, 1] "
+            "(normalised reciprocal-rank fusion; 1 = first in both)"
+        )
+    )
+    headline: str | None
+    category: str | None
+    summary: str | None
+    status: ItemStatus
+    created_at: datetime
+    thumbnail_url: str | None = Field(description="Short-lived presigned GET URL")
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: SearchMode
+    results: list[SearchResult] = Field(description="Best first; empty when nothing is relevant")
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: Literal["reachable"]
+    migrations: Literal["current"]
+
+
+class VersionInfo(BaseModel):
+    git_sha: str = Field(description="The commit the image was built from; `dev` locally")
+    build_time: str = Field(description="When the image was built; `dev` locally")

@@ -1,0 +1,300 @@
+"""The CLI's subcommands, over the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.cli import auth
+from runtime.cli.api import Api, ApiError
+from runtime.cli.profiles import (
+    LOCAL,
+    Profile,
+    forget_tokens,
+    load_profile,
+    profile_from_stack,
+    save_profile,
+)
+from runtime.local.cognito import DemoUser
+from runtime.local.dev import DEFAULT_DATA_DIR
+
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+}
+PAGE_SIZE = 100
+POLL_SECONDS = 2.0
+
+
+def login(
+    profile_name: str,
+    username: str | None,
+    password: str | None,
+    ask: Callable[[str], str],
+    as_json: bool,
+) -> int:
+    profile = load_profile(profile_name)
+    if username is None and profile_name == LOCAL:
+        demo = DemoUser(**json.loads((DEFAULT_DATA_DIR / "demo-user.json").read_text()))
+        username, password = demo.username, password or demo.password
+    if username is None:
+        raise auth.AuthError("give --username")
+    tokens = auth.login(profile, username, password or ask(f"password for {username}: "))
+    _emit(
+        {"profile": profile.name, "username": tokens.username},
+        as_json,
+        f"signed in as {tokens.username} ({profile.name}: {profile.api_url})",
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "profile":
+        return _profile(args)
+    if args.command == "logout":
+        forget_tokens(args.profile)
+        _emit({"profile": args.profile}, args.json, "signed out")
+        return 0
+    api = Api(load_profile(args.profile))
+    handler = {
+        "upload": _upload,
+        "ls": _ls,
+        "show": _show,
+        "search": _search,
+        "rm": _rm,
+        "open": _open,
+    }[args.command]
+    return handler(api, args)
+
+
+def _profile(args: argparse.Namespace) -> int:
+    if args.profile_command == "set":
+        profile = Profile(
+            args.name, args.api_url.rstrip("/"), args.region, args.user_pool_id, args.app_client_id
+        )
+    else:
+        profile = profile_from_stack(args.name, args.stack or args.name)
+    save_profile(profile)
+    _emit(vars(profile), args.json, f"profile {profile.name}: {profile.api_url}")
+    return 0
+
+
+@dataclass
+class Upload:
+    path: Path
+    item_id: str | None = None
+    status: str = "pending"
+    failure: str | None = None
+
+
+def image_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """The images among ``paths`` (folders searched recursively) and the files skipped."""
+    images, skipped = [], []
+    for path in paths:
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for candidate in candidates:
+            if not candidate.exists():
+                raise ApiError(400, f"no such file: {candidate}")
+            if candidate.suffix.lower() in CONTENT_TYPES:
+                images.append(candidate)
+            elif not path.is_dir():
+                skipped.append(candidate)
+    return images, skipped
+
+
+def _upload(api: Api, args: argparse.Namespace) -> int:
+    files, skipped = image_files(args.paths)
+    for path in skipped:
+        print(f"skipped {path}: not a supported image type", file=sys.stderr)
+    uploads = [Upload(path) for path in files]
+    progress = Progress("uploading", len(uploads), quiet=args.json)
+
+    def send(upload: Upload) -> Upload:
+        try:
+            created = api.create_upload(upload.path, CONTENT_TYPES[upload.path.suffix.lower()])
+            upload.item_id = created["item"]["id"]
+            api.send_upload(created["upload"], upload.path)
+            upload.status = "uploaded"
+        except ApiError as error:
+            upload.status, upload.failure = "failed", str(error)
+        return upload
+
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        for _ in as_completed([pool.submit(send, u) for u in uploads]):
+            progress.advance()
+    progress.done()
+    if args.wait:
+        _wait(api, [u for u in uploads if u.status == "uploaded"], args.timeout, quiet=args.json)
+
+    failed = [u for u in uploads if u.status == "failed"]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "file": str(u.path),
+                        "item_id": u.item_id,
+                        "status": u.status,
+                        "failure": u.failure,
+                    }
+                    for u in uploads
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for upload in failed:
+            print(f"failed  {upload.path}: {upload.failure}", file=sys.stderr)
+        states = {s: sum(u.status == s for u in uploads) for s in ("uploaded", "ready", "failed")}
+        print(", ".join(f"{n} {s}" for s, n in states.items() if n))
+    return 1 if failed else 0
+
+
+def _wait(api: Api, uploads: list[Upload], timeout_s: float, *, quiet: bool) -> None:
+    pending = {u.item_id: u for u in uploads}
+    progress = Progress("processing", len(pending), quiet=quiet)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        cursor = None
+        while pending:
+            page = api.items(limit=PAGE_SIZE, cursor=cursor)
+            for item in page["items"]:
+                upload = pending.get(item["id"])
+                if upload and item["status"] in ("ready", "failed"):
+                    upload.status = item["status"]
+                    if item.get("failure"):
+                        failure = item["failure"]
+                        upload.failure = f"{failure['stage']}: {failure['reason']}"
+                    del pending[item["id"]]
+                    progress.advance()
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        if pending:
+            time.sleep(POLL_SECONDS)
+    progress.done()
+    for upload in pending.values():
+        upload.status, upload.failure = "failed", f"not ready after {timeout_s:.0f} s"
+
+
+def _ls(api: Api, args: argparse.Namespace) -> int:
+    page = api.items(limit=min(args.limit, PAGE_SIZE), status=args.status, category=args.category)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    for item in page["items"]:
+        print(
+            f"{item['id']}  {item['status']:<9}  {item.get('category') or '-':<16}  "
+            f"{item.get('headline') or item.get('file_name') or ''}"
+        )
+    return 0
+
+
+def _show(api: Api, args: argparse.Namespace) -> int:
+    item = api.item(args.id)
+    if args.json:
+        print(json.dumps(item, indent=2))
+        return 0
+    print(f"{item['id']}  {item['status']}  {item.get('file_name') or ''}")
+    if item.get("failure"):
+        print(f"failed at {item['failure']['stage']}: {item['failure']['reason']}")
+    analysis = item.get("analysis")
+    if analysis:
+        result = analysis["result"]
+        print(f"{result.get('category')}: {result.get('headline')}")
+        print(result.get("summary") or "")
+        print(f"(analysis v{analysis['version']} by {analysis['provider']}/{analysis['model']})")
+    return 0
+
+
+def _search(api: Api, args: argparse.Namespace) -> int:
+    response = api.search(args.query, mode=args.mode, category=args.category, limit=args.limit)
+    if args.json:
+        print(json.dumps(response, indent=2))
+        return 0
+    if not response["results"]:
+        print("nothing relevant found")
+    for hit in response["results"]:
+        print(
+            f"{hit['score']:.3f}  {hit['item_id']}  {hit.get('category') or '-':<14}  "
+            f"{hit.get('headline') or ''}"
+        )
+    return 0
+
+
+def _rm(api: Api, args: argparse.Namespace) -> int:
+    missing = 0
+    for item_id in args.ids:
+        try:
+            api.delete(item_id)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            missing += 1
+            print(f"no item {item_id}", file=sys.stderr)
+    if not args.json:
+        print(f"deleted {len(args.ids) - missing}")
+    return 4 if missing else 0
+
+
+def _open(api: Api, args: argparse.Namespace) -> int:
+    item = api.item(args.id)
+    urls = item["urls"]
+    url = (
+        urls["original"]
+        if args.size == "original"
+        else urls["thumbnails"].get(f"thumb_{args.size}")
+    )
+    if not url:
+        raise ApiError(
+            404, f"item {args.id} has no {args.size} image yet (status {item['status']})"
+        )
+    suffix = ".webp" if args.size != "original" else Path(item.get("file_name") or "x.jpg").suffix
+    target = args.output or Path(f"{args.id}-{args.size}{suffix}")
+    api.download(url, target)
+    if not args.json:
+        print(target)
+        if os.environ.get("DISPLAY") and sys.stdout.isatty():
+            subprocess.Popen(
+                ["xdg-open", str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+    else:
+        print(json.dumps({"file": str(target)}))
+    return 0
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, label: str, total: int, *, quiet: bool) -> None:
+        self.label, self.total, self.count = label, total, 0
+        self.quiet = quiet or total == 0
+
+    def advance(self) -> None:
+        self.count += 1
+        if not self.quiet:
+            filled = int(30 * self.count / self.total)
+            bar = "#" * filled + "-" * (30 - filled)
+            print(f"\r{self.label:<11}[{bar}] {self.count}/{self.total}", end="", file=sys.stderr)
+
+    def done(self) -> None:
+        if not self.quiet:
+            print(file=sys.stderr)
+
+
+def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:
+    print(json.dumps(data) if as_json else text)

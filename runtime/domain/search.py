@@ -1,0 +1,788 @@
+"""Search one user's items: keyword, semantic, or both (hybrid), with a relevance threshold.
+
+Every statement here carries ``user_id`` in its WHERE clause; nothing of another tenant is ever
+read, counted or returned.
+
+Modes and their scores
+======================
+
+keyword
+    The query is read with ``websearch_to_tsquery``'s syntax — ``"quoted phrase"`` is a phrase,
+    ``-word`` / ``-"a phrase"`` excludes, ``or`` is accepted — but the unquoted words are OR-ed,
+    not AND-ed: a five-word query still finds an item that has four of the words, and the score
+    says how much of the query an item covers. Each query term is a word (its lexemes under the
+    ``english`` text-search configuration, i.e. stemmed, stop words dropped) or a phrase. An
+    item's score is the IDF-weighted share of the query's terms it contains, each term counted
+    by the most important field it occurs in::
+
+        score = sum_t idf(t) * field(t) / sum_t idf(t)        in [0, 1]
+
+    with ``field(t)`` = 1.0 if the term occurs in a weight-A field (headline, category,
+    subcategories), 0.8 for B (summary, key interest, themes, places, hashtags), 0.55 for C
+    (objects, extracted text, poster, source), 0.35 for D (emotions, vibes, audio, visual
+    hierarchy), and 0 if absent; a word matched only as a prefix counts ``PREFIX_FACTOR`` (0.8)
+    of that. ``idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))`` (the BM25 form) over the user's
+    own N documents, df of them containing t. So 1.0 means "every query term is in the item's
+    headline/category", and a term the user's collection does not contain at all weighs the
+    most — which is what lets "ski resorts Japan" find nothing in a collection that has Japan
+    but no skiing, while a five-word query still finds the item with four distinctive ones.
+    Ties are broken by ``ts_rank_cd`` (term frequency and proximity), then by item id.
+    Prefix matching (``'photograph':*`` also finds "photography", ``'japan':*`` "Japanese"):
+    every word whose stem has at least ``PREFIX_ALL_MIN_CHARS`` (5) characters — stemming does
+    not join derived forms — and the last word of a query that does not end with a space (it
+    may still be being typed: ``fuku`` finds Fukuoka) if it has at least 3.
+
+semantic
+    The query is embedded with ``embed_query`` (input_type "query") and compared with the stored
+    document vectors by cosine: ``score = 1 - (embedding <=> query)``, the cosine similarity in
+    [-1, 1]. A user with at most ``search_exact_scan_max`` documents (after filters) is scanned
+    exactly; above that the HNSW index is used with pgvector's iterative index scan
+    (``hnsw.iterative_scan = relaxed_order``, ``hnsw.ef_search``, ``hnsw.max_scan_tuples``) so
+    that the tenant filter cannot starve the result; it over-fetches and re-sorts by exact
+    distance.
+
+hybrid
+    First, whether the user's (filtered) collection holds anything relevant at all: some item
+    passes the keyword threshold, or the best cosine similarity reaches the *hybrid* threshold
+    (a meaning-only match strong enough to trust without any shared word). If not, the page is
+    empty. If so, the keyword list (cut at the keyword threshold) and the semantic list (cut at
+    the semantic threshold) are merged by weighted reciprocal rank fusion::
+
+        fused = W_KEYWORD / (RRF_K + rank_keyword) + W_SEMANTIC / (RRF_K + rank_semantic)
+        score = fused / ((W_KEYWORD + W_SEMANTIC) / (RRF_K + 1))            in (0, 1]
+
+    with RRF_K = 60 and equal weights (0.5 / 0.5); a list the item is absent from contributes
+    0. So 1.0 = ranked first by both measures, 0.5 = first by one and absent from the other.
+    Equal scores are ordered by cosine similarity, then item id.
+
+Thresholds (``Thresholds``; defaults from the settings ``search_threshold_*``, tuned with the
+offline embedder on the retrieval evaluation, ``benchmarks/evaluate_search.py``): keyword and
+semantic results are returned only if their score is >= their mode's threshold; hybrid uses
+both of those to cut its two lists, and its own threshold (on the cosine scale) as described
+above. So a query about something absent returns an empty page. Cosine thresholds depend on
+the embedding model: re-run the evaluation (it prints a threshold sweep) when changing it.
+
+Pagination: results are ordered by (score desc, tie-break, item id); a page's ``next_cursor`` is
+an opaque token naming the position after its last hit. The next page holds only hits strictly
+after that position, so pages never overlap. A cursor is only valid for the same user, query,
+mode, filters and thresholds; a cursor that was altered or belongs to another search raises
+``InvalidCursor``. At most ``MAX_RESULTS`` hits are reachable through pagination.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import math
+import re
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from runtime.config import Settings, get_settings
+from runtime.domain.documents import TEXT_SEARCH_CONFIG
+from runtime.providers.base import Embedder
+
+__all__ = [
+    "InvalidCursor",
+    "SearchFilters",
+    "SearchHit",
+    "SearchMode",
+    "SearchPage",
+    "Thresholds",
+    "search",
+]
+
+# -- limits -------------------------------------------------------------------------------------
+MAX_QUERY_CHARS = 1000  # longer queries are cut (a 10k-character paste still searches)
+MAX_TERMS = 32  # query terms beyond this are ignored
+MAX_LIMIT = 100  # page size is clamped to [1, MAX_LIMIT]
+MAX_RESULTS = 1000  # hits reachable through pagination, per search
+
+# -- keyword scoring ----------------------------------------------------------------------------
+FIELD_WEIGHTS = {"A": 1.0, "B": 0.8, "C": 0.55, "D": 0.35}
+PREFIX_FACTOR = 0.8  # a word matched only as a prefix counts this share of a full match
+PREFIX_MIN_CHARS = 3  # a last word being typed: shorter ones are not prefix-matched
+PREFIX_ALL_MIN_CHARS: int | None = 5  # any word whose stem has at least this many characters
+TS_RANK_WEIGHTS = "{0.35, 0.55, 0.8, 1.0}"  # ts_rank_cd weights {D, C, B, A}, tie-break only
+
+# -- hybrid fusion ------------------------------------------------------------------------------
+RRF_K = 60  # the rank constant (the usual value from Cormack et al., 2009)
+W_KEYWORD = 0.5
+W_SEMANTIC = 0.5
+HYBRID_POOL = 100  # depth of each list fused (at least the depth the page needs)
+
+# -- semantic (HNSW) ----------------------------------------------------------------------------
+HNSW_MIN_EF_SEARCH = 40
+HNSW_MAX_EF_SEARCH = 1000
+HNSW_OVERFETCH = 4  # fetch this many times the needed depth (>= 40), then sort exactly
+
+_CURSOR_VERSION = 1
+# The cursor's integrity key. It is not a secret: a cursor grants nothing (the tenant comes from
+# the caller, and a cursor only positions a page within the caller's own results); the MAC makes
+# a truncated, edited or foreign cursor an ``InvalidCursor`` instead of a wrong page.
+_CURSOR_KEY = b"collections.search.cursor.v1"
+
+
+class SearchMode(StrEnum):
+    KEYWORD = "keyword"
+    SEMANTIC = "semantic"
+    HYBRID = "hybrid"
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not issued for this search (altered, truncated, or another query's)."""
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Restrict results. ``created_from`` is inclusive, ``created_to`` exclusive (UTC if naive);
+    ``category`` matches case-insensitively; ``status`` is an item status (e.g. ``ready``)."""
+
+    category: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Relevance thresholds (see the module documentation).
+
+    ``keyword``: minimum keyword score, [0, 1]. ``semantic``: minimum cosine similarity, [-1, 1],
+    in semantic mode and for hybrid's semantic list. ``hybrid``: the cosine similarity the best
+    semantic match must reach for hybrid mode to answer when no item passes the keyword
+    threshold (hybrid's own scores are fused ranks, which cannot say "nothing relevant").
+    """
+
+    keyword: float
+    semantic: float
+    hybrid: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Thresholds:
+        s = settings or get_settings()
+        return cls(
+            keyword=s.search_threshold_keyword,
+            semantic=s.search_threshold_semantic,
+            hybrid=s.search_threshold_hybrid,
+        )
+
+    def for_mode(self, mode: SearchMode) -> float:
+        return {
+            SearchMode.KEYWORD: self.keyword,
+            SearchMode.SEMANTIC: self.semantic,
+            SearchMode.HYBRID: self.hybrid,
+        }[mode]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    item_id: uuid.UUID
+    score: float
+    headline: str | None
+    category: str | None
+    summary: str | None
+    thumbnail_key: str | None
+    created_at: datetime
+    status: str
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[SearchHit]
+    next_cursor: str | None
+    mode: SearchMode
+
+
+# =============================================================================================
+# Query parsing
+# =============================================================================================
+
+# websearch_to_tsquery's syntax: "a phrase", -word, -"a phrase", or.
+_CLAUSE = re.compile(r'(?P<neg>-?)"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+)')
+
+
+@dataclass(frozen=True)
+class _Clause:
+    text: str
+    phrase: bool
+    negated: bool
+    prefix: bool = False  # the word may still be being typed
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One query term as tsquery text: ``exact`` and, for a prefix-matched word, ``prefix``."""
+
+    exact: str
+    prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class _KeywordQuery:
+    terms: list[_Term] = field(default_factory=list)
+    negated: list[str] = field(default_factory=list)
+
+
+def clean_query(query: str | None) -> str:
+    """Normalise a user query: NFKC, no control characters or lone surrogates, at most
+    ``MAX_QUERY_CHARS`` characters, collapsed whitespace."""
+    if not query:
+        return ""
+    query = unicodedata.normalize("NFKC", str(query))
+    query = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") else ch for ch in query
+    )
+    query = query.encode("utf-8", "ignore").decode("utf-8")
+    return re.sub(r"\s+", " ", query[:MAX_QUERY_CHARS]).strip()
+
+
+def has_words(query: str) -> bool:
+    """True if the query has at least one letter or digit, in any script."""
+    return any(ch.isalnum() for ch in query)
+
+
+def _clauses(query: str, *, typing: bool) -> list[_Clause]:
+    clauses: list[_Clause] = []
+    for match in _CLAUSE.finditer(query):
+        if match.group("word") is not None:
+            word = match.group("word")
+            negated = word.startswith("-") and len(word) > 1
+            word = word.lstrip("-")
+            if not word or word.lower() == "or":
+                continue
+            clauses.append(_Clause(word, phrase=False, negated=negated))
+        else:
+            phrase = match.group("phrase").strip()
+            if phrase:
+                clauses.append(_Clause(phrase, phrase=True, negated=bool(match.group("neg"))))
+    positive = [c for c in clauses if not c.negated]
+    if typing and positive and not positive[-1].phrase and clauses[-1] is positive[-1]:
+        last = positive[-1]
+        clauses[-1] = _Clause(last.text, phrase=False, negated=False, prefix=True)
+    return clauses
+
+
+def _quote(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+_LEXEMES = text(
+    f"""
+    SELECT c.ord, t.n, t.alias, t.lexemes
+    FROM unnest(CAST(:texts AS text[])) WITH ORDINALITY AS c(txt, ord)
+    CROSS JOIN LATERAL ts_debug('{TEXT_SEARCH_CONFIG}', c.txt)
+        WITH ORDINALITY AS t(alias, description, token, dictionaries, dictionary, lexemes, n)
+    ORDER BY c.ord, t.n
+    """
+)
+# A hyphenated word is parsed as the compound and then its parts; the parts are kept.
+_COMPOUND_ALIASES = frozenset({"asciihword", "hword", "numhword"})
+
+
+def parse_keyword_query(session: Session, query: str, *, typing: bool = False) -> _KeywordQuery:
+    """The query's terms as tsquery texts, lexemes computed by PostgreSQL's own parser."""
+    clauses = _clauses(query, typing=typing)
+    if not clauses:
+        return _KeywordQuery()
+    rows = session.execute(_LEXEMES, {"texts": [c.text for c in clauses]}).all()
+    # clause index -> [(lexeme, position)], positions counted as to_tsvector counts them (stop
+    # words and compounds take a position), so that phrases keep their distances.
+    lexemes: dict[int, list[tuple[str, int]]] = {}
+    positions: dict[int, int] = {}
+    for ordinal, _, alias, found in rows:
+        if found is None:  # spaces and punctuation
+            continue
+        index = int(ordinal) - 1
+        positions[index] = positions.get(index, 0) + 1
+        if alias in _COMPOUND_ALIASES:
+            continue
+        for lexeme in found:
+            lexemes.setdefault(index, []).append((lexeme, positions[index]))
+
+    terms: list[_Term] = []
+    negated: list[str] = []
+    seen: set[str] = set()
+    for index, clause in enumerate(clauses):
+        found = lexemes.get(index, [])
+        if not found:
+            continue  # only stop words or punctuation
+        if clause.phrase:
+            # Keep the distances between words (stop words leave gaps), as phraseto_tsquery does.
+            parts = [_quote(found[0][0])]
+            for (_, before), (lexeme, position) in itertools.pairwise(found):
+                parts.append(f"<{max(1, position - before)}>")
+                parts.append(_quote(lexeme))
+            exact = " ".join(parts)
+            prefix = None
+            n_parts = len(found)
+        else:
+            words = list(dict.fromkeys(lex for lex, _ in found))
+            exact = " & ".join(_quote(w) for w in words)
+            prefix = None
+            if len(words) == 1 and (
+                (clause.prefix and len(words[0]) >= PREFIX_MIN_CHARS)
+                or (PREFIX_ALL_MIN_CHARS and len(words[0]) >= PREFIX_ALL_MIN_CHARS)
+            ):
+                prefix = _quote(words[0]) + ":*"
+            n_parts = len(words)
+        if n_parts > 1:
+            exact = f"({exact})"
+        if clause.negated:
+            negated.append(exact)
+        elif exact not in seen and len(terms) < MAX_TERMS:
+            seen.add(exact)
+            terms.append(_Term(exact=exact, prefix=prefix))
+    return _KeywordQuery(terms=terms, negated=negated)
+
+
+# =============================================================================================
+# Filters
+# =============================================================================================
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _filter_sql(filters: SearchFilters, params: dict[str, Any]) -> str:
+    """Extra WHERE conditions on ``d`` (search_documents) and ``i`` (items)."""
+    conditions = []
+    if filters.category is not None:
+        conditions.append("lower(d.category) = lower(:f_category)")
+        params["f_category"] = filters.category
+    if filters.created_from is not None:
+        conditions.append("i.created_at >= :f_from")
+        params["f_from"] = _utc(filters.created_from)
+    if filters.created_to is not None:
+        conditions.append("i.created_at < :f_to")
+        params["f_to"] = _utc(filters.created_to)
+    if filters.status is not None:
+        conditions.append("i.status = :f_status")
+        params["f_status"] = str(filters.status)
+    return "".join(f" AND {c}" for c in conditions)
+
+
+# =============================================================================================
+# Ranked lists: (item_id, score, tie-break), best first, all at or above the threshold
+# =============================================================================================
+
+_Ranked = list[tuple[uuid.UUID, float, float]]
+
+
+def keyword_ranked(
+    session: Session,
+    *,
+    user_id: str,
+    query: _KeywordQuery,
+    filters: SearchFilters,
+    threshold: float,
+    depth: int,
+) -> _Ranked:
+    if not query.terms or depth <= 0:
+        return []
+    params: dict[str, Any] = {"user_id": user_id}
+    for n, term in enumerate(query.terms):
+        params[f"q{n}"] = term.exact
+        if term.prefix:
+            params[f"p{n}"] = term.prefix
+    # Document frequencies over the user's whole collection (each count uses the GIN index).
+    counts = ", ".join(
+        f"(SELECT count(*) FROM search_documents WHERE user_id = :user_id AND tsv @@ "
+        f"CAST(:{'p' if term.prefix else 'q'}{n} AS tsquery)) AS df{n}"
+        for n, term in enumerate(query.terms)
+    )
+    row = session.execute(
+        text(
+            f"SELECT (SELECT count(*) FROM search_documents WHERE user_id = :user_id) AS n, "
+            f"{counts}"
+        ),
+        params,
+    ).one()
+    total = int(row[0])
+    if total == 0:
+        return []
+    idf = [math.log(1.0 + (total - int(df) + 0.5) / (int(df) + 0.5)) for df in row[1:]]
+    idf_sum = sum(idf)
+
+    any_terms = []
+    strengths = []
+    for n, term in enumerate(query.terms):
+        params[f"idf{n}"] = idf[n] / idf_sum
+        q = f"CAST(:q{n} AS tsquery)"
+        any_terms.append(f":q{n}")
+        case = (
+            f"CASE WHEN ta @@ {q} THEN {FIELD_WEIGHTS['A']} "
+            f"WHEN tab @@ {q} THEN {FIELD_WEIGHTS['B']} "
+            f"WHEN tabc @@ {q} THEN {FIELD_WEIGHTS['C']} "
+            f"WHEN tsv @@ {q} THEN {FIELD_WEIGHTS['D']} "
+        )
+        if term.prefix:
+            p = f"CAST(:p{n} AS tsquery)"
+            any_terms.append(f":p{n}")
+            case += (
+                f"WHEN ta @@ {p} THEN {FIELD_WEIGHTS['A'] * PREFIX_FACTOR} "
+                f"WHEN tab @@ {p} THEN {FIELD_WEIGHTS['B'] * PREFIX_FACTOR} "
+                f"WHEN tabc @@ {p} THEN {FIELD_WEIGHTS['C'] * PREFIX_FACTOR} "
+                f"WHEN tsv @@ {p} THEN {FIELD_WEIGHTS['D'] * PREFIX_FACTOR} "
+            )
+        strengths.append(f":idf{n} * ({case}ELSE 0 END)")
+    any_query = " || ".join(f"CAST({t} AS tsquery)" for t in any_terms)
+    negated = ""
+    if query.negated:
+        for n, neg in enumerate(query.negated):
+            params[f"neg{n}"] = neg
+        negated = (
+            " AND NOT (d.tsv @@ ("
+            + " || ".join(f"CAST(:neg{n} AS tsquery)" for n in range(len(query.negated)))
+            + "))"
+        )
+    params.update(threshold=threshold, depth=depth)
+    sql = f"""
+        WITH matched AS MATERIALIZED (
+            SELECT d.item_id, d.tsv,
+                   ts_filter(d.tsv, '{{a}}') AS ta,
+                   ts_filter(d.tsv, '{{a,b}}') AS tab,
+                   ts_filter(d.tsv, '{{a,b,c}}') AS tabc,
+                   ts_rank_cd('{TS_RANK_WEIGHTS}', d.tsv, q.query, 1) AS tiebreak
+            FROM search_documents d
+            JOIN items i ON i.id = d.item_id AND i.user_id = :user_id
+            CROSS JOIN (SELECT ({any_query}) AS query) q
+            WHERE d.user_id = :user_id AND d.tsv @@ q.query{negated}{_filter_sql(filters, params)}
+        ), scored AS (
+            SELECT item_id, tiebreak, ({" + ".join(strengths)}) AS score FROM matched
+        )
+        SELECT item_id, score, tiebreak FROM scored
+        WHERE score >= :threshold
+        ORDER BY score DESC, tiebreak DESC, item_id
+        LIMIT :depth
+    """
+    rows = session.execute(text(sql), params).all()
+    return [(r.item_id, float(r.score), float(r.tiebreak)) for r in rows]
+
+
+def _vector_literal(vector: Sequence[float]) -> str:
+    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
+
+
+def semantic_ranked(
+    session: Session,
+    *,
+    user_id: str,
+    vector: Sequence[float],
+    filters: SearchFilters,
+    threshold: float,
+    depth: int,
+    exact_scan_max: int,
+) -> _Ranked:
+    if depth <= 0:
+        return []
+    params: dict[str, Any] = {"user_id": user_id, "vector": _vector_literal(vector)}
+    where = _filter_sql(filters, params)
+    params.update(threshold=threshold, depth=depth, cap=exact_scan_max + 1)
+    joined = (
+        "FROM search_documents d JOIN items i ON i.id = d.item_id AND i.user_id = :user_id "
+        f"WHERE d.user_id = :user_id{where}"
+    )
+    candidates = session.execute(
+        text(f"SELECT count(*) FROM (SELECT 1 {joined} LIMIT :cap) c"), params
+    ).scalar_one()
+    if candidates <= exact_scan_max:
+        # Exact: the distance of each of the user's (filtered) documents. The materialized CTE
+        # keeps the planner from answering the ORDER BY with the (approximate) HNSW index.
+        sql = f"""
+            WITH scored AS MATERIALIZED (
+                SELECT d.item_id, d.embedding <=> CAST(:vector AS vector) AS distance {joined}
+            )
+            SELECT item_id, 1 - distance AS score FROM scored
+            WHERE 1 - distance >= :threshold
+            ORDER BY distance, item_id
+            LIMIT :depth
+        """
+        rows = session.execute(text(sql), params).all()
+    else:
+        fetch = max(HNSW_MIN_EF_SEARCH, depth * HNSW_OVERFETCH)
+        params["fetch"] = fetch
+        ef_search = min(HNSW_MAX_EF_SEARCH, max(HNSW_MIN_EF_SEARCH, fetch))
+        settings = get_settings()
+        previous = _set_local(
+            session,
+            {
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.ef_search": str(ef_search),
+                "hnsw.max_scan_tuples": str(settings.search_hnsw_max_scan_tuples),
+            },
+        )
+        try:
+            # The iterative scan keeps walking the index until `fetch` rows pass the tenant and
+            # filter conditions (or max_scan_tuples is reached); relaxed order may return them
+            # slightly out of order, so they are re-sorted by exact distance outside the CTE,
+            # where the threshold is also applied (pgvector's recommended shape).
+            sql = f"""
+                WITH nearest AS MATERIALIZED (
+                    SELECT d.item_id, d.embedding <=> CAST(:vector AS vector) AS distance
+                    {joined}
+                    ORDER BY d.embedding <=> CAST(:vector AS vector)
+                    LIMIT :fetch
+                )
+                SELECT item_id, 1 - distance AS score FROM nearest
+                WHERE 1 - distance >= :threshold
+                ORDER BY distance, item_id
+                LIMIT :depth
+            """
+            rows = session.execute(text(sql), params).all()
+        finally:
+            _set_local(session, previous)
+    return [(r.item_id, float(r.score), 0.0) for r in rows]
+
+
+def _set_local(session: Session, values: dict[str, str | None]) -> dict[str, str | None]:
+    """Set transaction-local settings; returns the previous values (None = unset)."""
+    previous: dict[str, str | None] = {}
+    for name, value in values.items():
+        previous[name] = session.execute(
+            text("SELECT current_setting(:name, true)"), {"name": name}
+        ).scalar_one()
+        if value is not None:
+            session.execute(
+                text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
+            )
+    return previous
+
+
+def fuse(keyword: _Ranked, semantic: _Ranked) -> _Ranked:
+    """Weighted reciprocal rank fusion, normalised to (0, 1] (see the module documentation)."""
+    best = (W_KEYWORD + W_SEMANTIC) / (RRF_K + 1)
+    fused: dict[uuid.UUID, float] = {}
+    for weight, ranked in ((W_KEYWORD, keyword), (W_SEMANTIC, semantic)):
+        for rank, (item_id, _, _) in enumerate(ranked, start=1):
+            fused[item_id] = fused.get(item_id, 0.0) + weight / (RRF_K + rank)
+    semantic_score = {item_id: score for item_id, score, _ in semantic}
+    # Tie-break equal fusions by the cosine similarity (then by id).
+    return [
+        (item_id, score / best, semantic_score.get(item_id, -2.0))
+        for item_id, score in fused.items()
+    ]
+
+
+# =============================================================================================
+# Cursor
+# =============================================================================================
+
+
+def _fingerprint(
+    user_id: str, query: str, mode: SearchMode, filters: SearchFilters, thresholds: Thresholds
+) -> str:
+    def iso(value: datetime | None) -> str | None:
+        return _utc(value).isoformat() if value else None
+
+    material = json.dumps(
+        [
+            user_id,
+            query,
+            str(mode),
+            filters.category,
+            iso(filters.created_from),
+            iso(filters.created_to),
+            filters.status,
+            [thresholds.keyword, thresholds.semantic, thresholds.hybrid],
+        ],
+        ensure_ascii=False,
+    )
+    return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
+
+
+def _mac(payload: bytes) -> str:
+    return hashlib.blake2b(payload, key=_CURSOR_KEY, digest_size=16).hexdigest()
+
+
+def encode_cursor(fingerprint: str, offset: int, key: tuple[float, float, uuid.UUID]) -> str:
+    payload = json.dumps(
+        {"v": _CURSOR_VERSION, "f": fingerprint, "o": offset, "k": [key[0], key[1], str(key[2])]},
+        separators=(",", ":"),
+    ).encode()
+    token = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    return f"{token}.{_mac(payload)}"
+
+
+def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, tuple[float, float, uuid.UUID]]:
+    try:
+        token, mac = cursor.split(".")
+        payload = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        if not hashlib.compare_digest(mac, _mac(payload)):
+            raise InvalidCursor("cursor does not verify")
+        data = json.loads(payload)
+        if data["v"] != _CURSOR_VERSION or data["f"] != fingerprint:
+            raise InvalidCursor("cursor belongs to another search")
+        offset = data["o"]
+        score, tiebreak, item = data["k"]
+        if not isinstance(offset, int) or not 0 < offset <= MAX_RESULTS:
+            raise InvalidCursor("cursor offset out of range")
+        key = (float(score), float(tiebreak), uuid.UUID(item))
+        if not all(math.isfinite(x) for x in key[:2]):
+            raise InvalidCursor("cursor position is not a number")
+        return offset, key
+    except InvalidCursor:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("malformed cursor") from exc
+
+
+def _after(hit: tuple[uuid.UUID, float, float], key: tuple[float, float, uuid.UUID]) -> bool:
+    """True if ``hit`` comes strictly after the position ``key`` in result order."""
+    item_id, score, tiebreak = hit
+    if score != key[0]:
+        return score < key[0]
+    if tiebreak != key[1]:
+        return tiebreak < key[1]
+    return str(item_id) > str(key[2])
+
+
+# =============================================================================================
+# search
+# =============================================================================================
+
+_DISPLAY = text(
+    """
+    SELECT i.id, i.created_at, i.status, i.derived_keys ->> 'thumb_256' AS thumbnail_key,
+           d.category, a.result ->> 'headline' AS headline, a.result ->> 'summary' AS summary
+    FROM items i
+    JOIN search_documents d ON d.item_id = i.id AND d.user_id = :user_id
+    LEFT JOIN analyses a
+      ON a.item_id = i.id AND a.user_id = :user_id AND a.version = d.analysis_version
+    WHERE i.user_id = :user_id AND i.id = ANY(CAST(:ids AS uuid[]))
+    """
+)
+
+
+def search(
+    session: Session,
+    embedder: Embedder,
+    *,
+    user_id: str,
+    query: str,
+    mode: SearchMode = SearchMode.HYBRID,
+    filters: SearchFilters = SearchFilters(),
+    limit: int = 20,
+    cursor: str | None = None,
+    thresholds: Thresholds | None = None,
+) -> SearchPage:
+    """One page of ``user_id``'s items matching ``query``, best first (see the module docs).
+
+    Never raises for the query's content: an empty, punctuation-only, non-Latin or very long
+    query gives a (possibly empty) page. Raises ``InvalidCursor`` for a cursor this search did
+    not issue.
+    """
+    mode = SearchMode(mode)
+    settings = get_settings()
+    thresholds = thresholds or Thresholds.from_settings(settings)
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    raw = query or ""
+    cleaned = clean_query(raw)
+    fingerprint = _fingerprint(user_id, cleaned, mode, filters, thresholds)
+    offset, key = 0, None
+    if cursor:
+        offset, key = decode_cursor(cursor, fingerprint)
+    if not cleaned or not has_words(cleaned):
+        return SearchPage(hits=[], next_cursor=None, mode=mode)
+
+    depth = min(offset + limit + 1, MAX_RESULTS)
+    if depth <= offset:
+        return SearchPage(hits=[], next_cursor=None, mode=mode)
+    typing = len(raw) <= MAX_QUERY_CHARS and not raw[-1:].isspace()
+
+    ranked: _Ranked
+    if mode is SearchMode.KEYWORD:
+        ranked = keyword_ranked(
+            session,
+            user_id=user_id,
+            query=parse_keyword_query(session, cleaned, typing=typing),
+            filters=filters,
+            threshold=thresholds.keyword,
+            depth=depth,
+        )
+    elif mode is SearchMode.SEMANTIC:
+        ranked = semantic_ranked(
+            session,
+            user_id=user_id,
+            vector=embedder.embed_query(cleaned),
+            filters=filters,
+            threshold=thresholds.semantic,
+            depth=depth,
+            exact_scan_max=settings.search_exact_scan_max,
+        )
+    else:
+        pool = max(HYBRID_POOL, depth)
+        keyword = keyword_ranked(
+            session,
+            user_id=user_id,
+            query=parse_keyword_query(session, cleaned, typing=typing),
+            filters=filters,
+            threshold=thresholds.keyword,
+            depth=pool,
+        )
+        semantic = semantic_ranked(
+            session,
+            user_id=user_id,
+            vector=embedder.embed_query(cleaned),
+            filters=filters,
+            threshold=min(thresholds.semantic, thresholds.hybrid),
+            depth=pool,
+            exact_scan_max=settings.search_exact_scan_max,
+        )
+        # Does the collection hold anything relevant? Keyword evidence, or a strong meaning match.
+        if keyword or (semantic and semantic[0][1] >= thresholds.hybrid):
+            semantic = [hit for hit in semantic if hit[1] >= thresholds.semantic]
+            ranked = fuse(keyword, semantic)
+        else:
+            ranked = []
+
+    ranked.sort(key=lambda hit: (-hit[1], -hit[2], str(hit[0])))
+    ranked = ranked[:MAX_RESULTS]
+    if key is not None:
+        ranked = [hit for hit in ranked if _after(hit, key)]
+    page, more = ranked[:limit], len(ranked) > limit
+    next_cursor = None
+    if more and offset + len(page) < MAX_RESULTS:
+        last = page[-1]
+        next_cursor = encode_cursor(fingerprint, offset + len(page), (last[1], last[2], last[0]))
+    return SearchPage(hits=_hits(session, user_id, page), next_cursor=next_cursor, mode=mode)
+
+
+def _hits(session: Session, user_id: str, page: _Ranked) -> list[SearchHit]:
+    if not page:
+        return []
+    rows = {
+        row.id: row
+        for row in session.execute(
+            _DISPLAY, {"user_id": user_id, "ids": [str(item_id) for item_id, _, _ in page]}
+        )
+    }
+    hits = []
+    for item_id, score, _ in page:
+        row = rows.get(item_id)
+        if row is None:  # deleted between the ranking and this read
+            continue
+        hits.append(
+            SearchHit(
+                item_id=item_id,
+                score=score,
+                headline=row.headline or None,
+                category=row.category,
+                summary=row.summary or None,
+                thumbnail_key=row.thumbnail_key,
+                created_at=row.created_at,
+                status=row.status,
+            )
+        )
+    return hits

@@ -1,0 +1,231 @@
+"""``collections dev``: the whole product on this machine, on loopback only.
+
+PostgreSQL + pgvector (embedded, data in ``.local/postgres``), the AWS emulator (moto, state in
+``.local/aws-state.pkl``) with the stack's bucket, bus, rules, queues, table and user pool built
+from the topology, the migrations, pipeline workers, and the API on http://127.0.0.1:8000.
+Ctrl-C stops everything and keeps the data for the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runtime.local.cloud import bootstrap
+from runtime.local.cognito import ensure_pool, ensure_user
+from runtime.local.emulator import LocalEmulator
+from runtime.local.postgres import LocalPostgres
+
+STACK = "local"
+DEFAULT_DATA_DIR = Path(os.environ.get("COLLECTIONS_LOCAL_DIR", ".local"))
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    data_dir: Path = DEFAULT_DATA_DIR
+    api_port: int = 8000
+    aws_port: int = 4566
+    postgres_port: int = 54329
+    workers: int = 2
+    visibility_timeout_s: int | None = None
+
+
+def profile_file(data_dir: Path) -> Path:
+    """Where ``collections dev`` tells the CLI how to reach it (the ``local`` profile)."""
+    return data_dir / "dev.json"
+
+
+class DevStack:
+    def __init__(self, options: DevOptions) -> None:
+        self.options = options
+        self.data_dir = options.data_dir.resolve()
+        self.postgres = LocalPostgres(self.data_dir / "postgres", port=options.postgres_port)
+        self.emulator = LocalEmulator(self.data_dir / "aws-state.pkl", port=options.aws_port)
+        self.children: list[subprocess.Popen] = []
+        self.dead_letters: dict[str, int] = {}
+
+    def start(self) -> dict[str, str]:
+        started = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.postgres.start()
+        database_url = self.postgres.create_database("collections")
+        self.emulator.start()
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        cloud = bootstrap(
+            self.emulator.endpoint,
+            stack=STACK,
+            visibility_timeout_s=self.options.visibility_timeout_s,
+        )
+        self.cloud = cloud
+        idp = cloud.client("cognito-idp")
+        pool = ensure_pool(idp)
+        demo = ensure_user(idp, pool, self.data_dir / "demo-user.json")
+
+        env = {
+            **os.environ,
+            **cloud.environment(),
+            "COLLECTIONS_DATABASE_URL": database_url,
+            "COLLECTIONS_COGNITO_USER_POOL_ID": pool.user_pool_id,
+            "COLLECTIONS_COGNITO_APP_CLIENT_ID": pool.app_client_id,
+            "COLLECTIONS_COGNITO_JWKS_URL": (
+                f"{self.emulator.endpoint}/{pool.user_pool_id}/.well-known/jwks.json"
+            ),
+            "COLLECTIONS_LOCAL_CLOUD": json.dumps(asdict(cloud)),
+        }
+        self._migrate(env)
+        api_url = f"http://127.0.0.1:{self.options.api_port}"
+        self.children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "runtime.api.app:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.options.api_port),
+                    "--log-level",
+                    "warning",
+                ],
+                env=env,
+            )
+        )
+        for index in range(self.options.workers):
+            command = [sys.executable, "-m", "runtime.local.worker"]
+            if index == 0:
+                command.append("--schedules")
+            self.children.append(subprocess.Popen(command, env=env))
+        self._wait_for_api(api_url)
+
+        profile = {
+            "api_url": api_url,
+            "region": cloud.environment()["COLLECTIONS_REGION"],
+            "cognito_endpoint": self.emulator.endpoint,
+            "user_pool_id": pool.user_pool_id,
+            "app_client_id": pool.app_client_id,
+        }
+        profile_file(self.data_dir).write_text(json.dumps(profile, indent=2))
+        return {
+            **profile,
+            "demo_user": demo.username,
+            "demo_credentials": str(self.data_dir / "demo-user.json"),
+            "started_in": f"{time.monotonic() - started:.1f} s",
+            "analyzer": _provider_label(
+                env, "ANTHROPIC_API_KEY", "Claude (Anthropic API)", "offline (OCR + heuristics)"
+            ),
+            "embedder": _provider_label(
+                env, "VOYAGE_API_KEY", "Voyage AI", "offline (all-MiniLM-L6-v2)"
+            ),
+        }
+
+    def _migrate(self, env: dict[str, str]) -> None:
+        from sqlalchemy import create_engine
+
+        from runtime.db.migrate import upgrade
+
+        os.environ.update(env)  # the migration reads the settings (the vector dimension)
+        engine = create_engine(env["COLLECTIONS_DATABASE_URL"])
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+
+    def _wait_for_api(self, api_url: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.children[0].poll() is not None:
+                raise RuntimeError("the API process exited during start-up")
+            try:
+                with urllib.request.urlopen(f"{api_url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not answer on {api_url} within {timeout_s:.0f} s")
+
+    def report_dead_letters(self) -> list[str]:
+        """New dead-lettered events since the last call, as lines to print."""
+        lines = []
+        for name, count in self.cloud.dead_letters().items():
+            if count > self.dead_letters.get(name, 0):
+                lines.append(
+                    f"! {count} event(s) in the {name} dead-letter queue "
+                    f"({self.cloud.dead_letter_queues[name]})"
+                )
+            self.dead_letters[name] = count
+        return lines
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        try:
+            self.emulator.stop()
+        finally:
+            self.postgres.stop()
+
+
+def _provider_label(env: dict[str, str], key: str, real: str, offline: str) -> str:
+    return real if env.get(key, "").strip() else offline
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(options: DevOptions) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops as cleanly as Ctrl-C
+    stack = DevStack(options)
+    try:
+        info = stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    print(BANNER.format(**info), flush=True)
+    try:
+        while all(child.poll() is None for child in stack.children):
+            for line in stack.report_dead_letters():
+                print(line, flush=True)
+            time.sleep(2)
+        print("a local process exited; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    finally:
+        stack.stop()
+        print(f"stopped; data kept in {stack.data_dir}", flush=True)
+
+
+BANNER = """
+Collections is running locally (started in {started_in}).
+
+  API          {api_url}        interactive docs: {api_url}/docs
+  analysis     {analyzer}
+  embeddings   {embedder}
+  demo user    {demo_user}  (password in {demo_credentials})
+
+In another shell:
+  uv run collections login          # signs in as the demo user
+
+  uv run collections upload PATH... --wait
+  uv run collections search "what you remember"
+
+Ctrl-C stops everything; the data stays in .local/ for the next start.
+"""

@@ -1,0 +1,164 @@
+"""Operations through the real app over HTTP: health, version, request ids and access logs,
+error shapes, body size and rate limits, CORS."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from runtime.api.routers import items as items_router
+from runtime.local.postgres import LocalPostgres, free_port
+from tests.api.conftest import Api, User
+from tests.api.support import assert_error
+
+
+def test_health_and_version_are_public(api: Api) -> None:
+    health = api.http.get("/health")
+    assert health.status_code == 200, health.text
+    assert health.json() == {"status": "ok", "database": "reachable", "migrations": "current"}
+    assert api.http.get("/version").json() == {"git_sha": "dev", "build_time": "dev"}
+    assert api.http.get("/openapi.json").json()["info"]["title"] == "Collections API"
+    docs = api.http.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_version_comes_from_the_build(serve: Callable[..., Api]) -> None:
+    api = serve(COLLECTIONS_GIT_SHA="0123abc", COLLECTIONS_BUILD_TIME="2026-11-23T10:00:00Z")
+    assert api.http.get("/version").json() == {
+        "git_sha": "0123abc",
+        "build_time": "2026-11-23T10:00:00Z",
+    }
+
+
+def test_health_is_503_when_migrations_are_pending_or_the_database_is_down(
+    serve: Callable[..., Api], postgres: LocalPostgres, alice: User
+) -> None:
+    empty = postgres.create_database(f"empty_{uuid.uuid4().hex[:8]}")
+    api = serve(COLLECTIONS_DATABASE_URL=empty)
+    assert_error(api.http.get("/health"), 503, "migrations_pending")
+
+    down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+    api = serve(COLLECTIONS_DATABASE_URL=down)
+    error = assert_error(api.http.get("/health"), 503, "database_unreachable")
+    assert "127.0.0.1" not in error["message"] and "psycopg" not in error["message"]
+    # a signed-in request needing the database: 503, not 500
+    assert_error(api.http.get("/items", headers=alice.headers()), 503, "database_unavailable")
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def access_log() -> Iterator[Records]:
+    handler = Records()
+    logger = logging.getLogger("api")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def test_request_ids_are_echoed_and_logged(api: Api, alice: User, access_log: Records) -> None:
+    first = api.http.get("/items", headers=alice.headers())
+    second = api.http.get("/items", headers={"Authorization": "Bearer nope"})
+    ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert len(set(ids)) == 2 and all(len(i) >= 16 for i in ids)
+    assert second.json()["error"]["request_id"] == ids[1]
+
+    lines = {r.request_id: r for r in access_log.records if r.getMessage() == "request"}
+    assert set(ids) <= set(lines)
+    ok, refused = lines[ids[0]], lines[ids[1]]
+    assert (ok.method, ok.route, ok.status, ok.user_id) == ("GET", "/items", 200, alice.sub)
+    assert (refused.status, refused.user_id) == (401, None)
+    assert ok.duration_ms >= 0
+    # the Powertools formatter renders the line as one JSON object with those keys
+    rendered = json.loads(logging.getLogger("api").handlers[0].format(ok))
+    assert rendered["request_id"] == ids[0] and rendered["service"] == "api"
+
+
+def test_error_shape_everywhere(api: Api, alice: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_error(api.http.get("/nowhere"), 404, "not_found")
+    assert_error(api.http.put("/items", headers=alice.headers()), 405, "method_not_allowed")
+    error = assert_error(
+        api.http.get("/items", params={"limit": 0}, headers=alice.headers()), 422
+    )
+    assert error["details"][0]["location"] == ["query", "limit"]
+    assert_error(api.http.get("/items/not-a-uuid", headers=alice.headers()), 422)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret-internal-detail at /var/task/runtime")
+
+    item = api.http.post(
+        "/items",
+        headers=alice.headers(),
+        json={"file_name": "a.jpg", "content_type": "image/jpeg", "size": 5},
+    ).json()["item"]
+    monkeypatch.setattr(items_router, "latest_analysis", boom)
+    response = api.http.get(f"/items/{item['id']}", headers=alice.headers())
+    error = assert_error(response, 500, "internal_error")
+    assert "secret" not in response.text and "RuntimeError" not in response.text
+
+
+def test_body_size_limit(api: Api, alice: User) -> None:
+    big = {"file_name": "a.jpg", "content_type": "image/jpeg", "size": 5, "pad": "x" * 100_000}
+    assert_error(
+        api.http.post("/items", headers=alice.headers(), json=big), 413, "payload_too_large"
+    )
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield b'{"file_name": "a.jpg", "pad": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = api.http.post(
+        "/items",
+        headers={**alice.headers(), "content-type": "application/json"},
+        content=chunks(),
+    )
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_rate_limit_in_local_mode(serve: Callable[..., Api], alice: User) -> None:
+    api = serve(COLLECTIONS_API_RATE_LIMIT_PER_MINUTE="5")
+    statuses = [api.http.get("/items", headers=alice.headers()).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    limited = api.http.get("/items", headers=alice.headers())
+    assert_error(limited, 429, "rate_limited")
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert_error(api.http.get("/version"), 429)  # per client address too, signed in or not
+
+
+def test_cors_from_configuration(serve: Callable[..., Api], alice: User) -> None:
+    api = serve(COLLECTIONS_CORS_ORIGINS='["https://app.example.com"]')
+    preflight = api.http.options(
+        "/items",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+    refused = api.http.options(
+        "/items",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in refused.headers
+
+    response = api.http.get("/items", headers={"Origin": "https://app.example.com"})
+    assert response.status_code == 401  # errors carry CORS headers too, so pages can read them
+    assert response.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "x-request-id" in response.headers["access-control-expose-headers"]
+    other = api.http.get("/version", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
