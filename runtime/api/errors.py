@@ -150,12 +150,31 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status, exc.code, exc.message, headers=exc.headers)
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first
+    route that matched the path)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     # Starlette's own details are fixed phrases ("Not Found", "Method Not Allowed"); ours
     # replace them so every message reads the same way.
-    return error_response(request, status, headers=getattr(exc, "headers", None))
+    return error_response(request, status, headers=headers or None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--workers", type=int, default=2)
+    dev.add_argument("--aws-port", type=int, default=4566)
+    dev.add_argument("--postgres-port", type=int, default=54329)
+    dev.add_argument(
+        "--attempt-timeout",
+        type=int,
+        help="seconds before an unfinished event is delivered again (default: the function's "
+        "timeout, as on Lambda)",
+    )
 
     login = sub.add_parser("login", help="sign in (local: the demo user by default)")
     login.add_argument("--username")
@@ -102,7 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             from runtime.local.dev import DevOptions, run
 
-            return run(DevOptions(data_dir=args.data_dir, api_port=args.port, workers=args.workers))
+            return run(
+                DevOptions(
+                    data_dir=args.data_dir,
+                    api_port=args.port,
+                    workers=args.workers,
+                    aws_port=args.aws_port,
+                    postgres_port=args.postgres_port,
+                    visibility_timeout_s=args.attempt_timeout,
+                )
+            )
         if args.command == "login":
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
             return commands.login(args.profile, args.username, password, getpass.getpass, args.json)
@@ -119,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `collections ls | head`
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
+        # point stdout at /dev/null so the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 

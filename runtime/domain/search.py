@@ -8,9 +8,10 @@ Modes and their scores
 
 keyword
     The query is read with ``websearch_to_tsquery``'s syntax — ``"quoted phrase"`` is a phrase,
-    ``-word`` / ``-"a phrase"`` excludes, ``or`` is accepted — but the unquoted words are OR-ed,
-    not AND-ed: a five-word query still finds an item that has four of the words, and the score
-    says how much of the query an item covers. Each query term is a word (its lexemes under the
+    ``-word`` / ``-"a phrase"`` excludes, ``x or y`` makes y an alternative to x (either one
+    satisfies that term) — but the other words are OR-ed, not AND-ed: a five-word query still
+    finds an item that has four of the words, and the score says how much of the query an item
+    covers. Each query term is a word (its lexemes under the
     ``english`` text-search configuration, i.e. stemmed, stop words dropped) or a phrase. An
     item's score is the IDF-weighted share of the query's terms it contains, each term counted
     by the most important field it occurs in::
@@ -73,6 +74,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import itertools
 import json
 import math
@@ -80,7 +82,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -112,7 +114,7 @@ MAX_RESULTS = 1000  # hits reachable through pagination, per search
 FIELD_WEIGHTS = {"A": 1.0, "B": 0.8, "C": 0.55, "D": 0.35}
 PREFIX_FACTOR = 0.8  # a word matched only as a prefix counts this share of a full match
 PREFIX_MIN_CHARS = 3  # a last word being typed: shorter ones are not prefix-matched
-PREFIX_ALL_MIN_CHARS: int | None = 5  # any word whose stem has at least this many characters
+PREFIX_ALL_MIN_CHARS = 5  # any word whose stem has at least this many characters
 TS_RANK_WEIGHTS = "{0.35, 0.55, 0.8, 1.0}"  # ts_rank_cd weights {D, C, B, A}, tie-break only
 
 # -- hybrid fusion ------------------------------------------------------------------------------
@@ -177,13 +179,6 @@ class Thresholds:
             hybrid=s.search_threshold_hybrid,
         )
 
-    def for_mode(self, mode: SearchMode) -> float:
-        return {
-            SearchMode.KEYWORD: self.keyword,
-            SearchMode.SEMANTIC: self.semantic,
-            SearchMode.HYBRID: self.hybrid,
-        }[mode]
-
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -218,6 +213,7 @@ class _Clause:
     phrase: bool
     negated: bool
     prefix: bool = False  # the word may still be being typed
+    alternative: bool = False  # "x or y": an alternative to the previous clause
 
 
 @dataclass(frozen=True)
@@ -254,22 +250,29 @@ def has_words(query: str) -> bool:
 
 def _clauses(query: str, *, typing: bool) -> list[_Clause]:
     clauses: list[_Clause] = []
+    alternative = False
     for match in _CLAUSE.finditer(query):
         if match.group("word") is not None:
             word = match.group("word")
             negated = word.startswith("-") and len(word) > 1
             word = word.lstrip("-")
-            if not word or word.lower() == "or":
+            if word.lower() == "or" and not negated:
+                alternative = bool(clauses) and not clauses[-1].negated
                 continue
-            clauses.append(_Clause(word, phrase=False, negated=negated))
+            if not word:
+                continue
+            clause = _Clause(word, phrase=False, negated=negated)
         else:
             phrase = match.group("phrase").strip()
-            if phrase:
-                clauses.append(_Clause(phrase, phrase=True, negated=bool(match.group("neg"))))
-    positive = [c for c in clauses if not c.negated]
-    if typing and positive and not positive[-1].phrase and clauses[-1] is positive[-1]:
-        last = positive[-1]
-        clauses[-1] = _Clause(last.text, phrase=False, negated=False, prefix=True)
+            if not phrase:
+                continue
+            clause = _Clause(phrase, phrase=True, negated=bool(match.group("neg")))
+        if alternative and not clause.negated:
+            clause = replace(clause, alternative=True)
+        alternative = False
+        clauses.append(clause)
+    if typing and clauses and not clauses[-1].phrase and not clauses[-1].negated:
+        clauses[-1] = replace(clauses[-1], prefix=True)
     return clauses
 
 
@@ -313,6 +316,7 @@ def parse_keyword_query(session: Session, query: str, *, typing: bool = False) -
     terms: list[_Term] = []
     negated: list[str] = []
     seen: set[str] = set()
+    last_positive = -2  # index of the clause that made the last term
     for index, clause in enumerate(clauses):
         found = lexemes.get(index, [])
         if not found:
@@ -332,7 +336,7 @@ def parse_keyword_query(session: Session, query: str, *, typing: bool = False) -
             prefix = None
             if len(words) == 1 and (
                 (clause.prefix and len(words[0]) >= PREFIX_MIN_CHARS)
-                or (PREFIX_ALL_MIN_CHARS and len(words[0]) >= PREFIX_ALL_MIN_CHARS)
+                or len(words[0]) >= PREFIX_ALL_MIN_CHARS
             ):
                 prefix = _quote(words[0]) + ":*"
             n_parts = len(words)
@@ -340,9 +344,18 @@ def parse_keyword_query(session: Session, query: str, *, typing: bool = False) -
             exact = f"({exact})"
         if clause.negated:
             negated.append(exact)
+        elif clause.alternative and terms and last_positive == index - 1:
+            # websearch's "or": either alternative satisfies the term.
+            before = terms[-1]
+            merged_prefix = None
+            if before.prefix or prefix:
+                merged_prefix = f"({before.prefix or before.exact} | {prefix or exact})"
+            terms[-1] = _Term(exact=f"({before.exact} | {exact})", prefix=merged_prefix)
+            last_positive = index
         elif exact not in seen and len(terms) < MAX_TERMS:
             seen.add(exact)
             terms.append(_Term(exact=exact, prefix=prefix))
+            last_positive = index
     return _KeywordQuery(terms=terms, negated=negated)
 
 
@@ -415,28 +428,27 @@ def keyword_ranked(
     idf = [math.log(1.0 + (total - int(df) + 0.5) / (int(df) + 0.5)) for df in row[1:]]
     idf_sum = sum(idf)
 
+    def field_case(tsquery: str, factor: float = 1.0) -> str:
+        """The weight of the most important field the term occurs in (0 if none)."""
+        return (
+            f"CASE WHEN ta @@ {tsquery} THEN {FIELD_WEIGHTS['A'] * factor} "
+            f"WHEN tab @@ {tsquery} THEN {FIELD_WEIGHTS['B'] * factor} "
+            f"WHEN tabc @@ {tsquery} THEN {FIELD_WEIGHTS['C'] * factor} "
+            f"WHEN tsv @@ {tsquery} THEN {FIELD_WEIGHTS['D'] * factor} ELSE 0 END"
+        )
+
     any_terms = []
     strengths = []
     for n, term in enumerate(query.terms):
         params[f"idf{n}"] = idf[n] / idf_sum
         q = f"CAST(:q{n} AS tsquery)"
         any_terms.append(f":q{n}")
-        case = (
-            f"CASE WHEN ta @@ {q} THEN {FIELD_WEIGHTS['A']} "
-            f"WHEN tab @@ {q} THEN {FIELD_WEIGHTS['B']} "
-            f"WHEN tabc @@ {q} THEN {FIELD_WEIGHTS['C']} "
-            f"WHEN tsv @@ {q} THEN {FIELD_WEIGHTS['D']} "
-        )
+        strength = field_case(q)
         if term.prefix:
             p = f"CAST(:p{n} AS tsquery)"
             any_terms.append(f":p{n}")
-            case += (
-                f"WHEN ta @@ {p} THEN {FIELD_WEIGHTS['A'] * PREFIX_FACTOR} "
-                f"WHEN tab @@ {p} THEN {FIELD_WEIGHTS['B'] * PREFIX_FACTOR} "
-                f"WHEN tabc @@ {p} THEN {FIELD_WEIGHTS['C'] * PREFIX_FACTOR} "
-                f"WHEN tsv @@ {p} THEN {FIELD_WEIGHTS['D'] * PREFIX_FACTOR} "
-            )
-        strengths.append(f":idf{n} * ({case}ELSE 0 END)")
+            strength = f"GREATEST({strength}, {field_case(p, PREFIX_FACTOR)})"
+        strengths.append(f":idf{n} * {strength}")
     any_query = " || ".join(f"CAST({t} AS tsquery)" for t in any_terms)
     negated = ""
     if query.negated:
@@ -619,7 +631,7 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, tuple[float, floa
     try:
         token, mac = cursor.split(".")
         payload = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        if not hashlib.compare_digest(mac, _mac(payload)):
+        if not hmac.compare_digest(mac, _mac(payload)):
             raise InvalidCursor("cursor does not verify")
         data = json.loads(payload)
         if data["v"] != _CURSOR_VERSION or data["f"] != fingerprint:
@@ -634,7 +646,7 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, tuple[float, floa
         return offset, key
     except InvalidCursor:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise InvalidCursor("malformed cursor") from exc
 
 

@@ -161,9 +161,10 @@ def bootstrap(
             continue
         dlq_url = sqs.create_queue(QueueName=f"{cloud.stack}-{fn.name}-dlq")["QueueUrl"]
         dlq_arn = _queue_arn(sqs, dlq_url)
-        queue_url = sqs.create_queue(
-            QueueName=f"{cloud.stack}-{fn.name}",
-            Attributes={
+        queue_url = _ensure_queue(
+            sqs,
+            f"{cloud.stack}-{fn.name}",
+            {
                 # An attempt that dies (a killed worker) is retried once this has passed.
                 "VisibilityTimeout": str(cloud.attempt_timeout_s or fn.timeout_s),
                 # First delivery + the topology's retries, then the dead-letter queue.
@@ -174,7 +175,7 @@ def bootstrap(
                     }
                 ),
             },
-        )["QueueUrl"]
+        )
         bus = "default" if uses_default_bus(fn) else cloud.bus_name
         rule = f"{cloud.stack}-{fn.name}"
         events.put_rule(
@@ -203,6 +204,16 @@ def bootstrap(
             BillingMode="PAY_PER_REQUEST",
         )
     return cloud
+
+
+def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
+    """Create the queue, or bring an existing one (from an earlier start) to these attributes."""
+    try:
+        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except sqs.exceptions.QueueNameExists:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        return url
 
 
 def _queue_arn(sqs: Any, url: str) -> str:

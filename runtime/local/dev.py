@@ -100,11 +100,9 @@ class DevStack:
                 env=env,
             )
         )
+        self.worker_env = env
         for index in range(self.options.workers):
-            command = [sys.executable, "-m", "runtime.local.worker"]
-            if index == 0:
-                command.append("--schedules")
-            self.children.append(subprocess.Popen(command, env=env))
+            self.children.append(self._spawn_worker(index))
         self._wait_for_api(api_url)
 
         profile = {
@@ -154,6 +152,24 @@ class DevStack:
             time.sleep(0.2)
         raise RuntimeError(f"the API did not answer on {api_url} within {timeout_s:.0f} s")
 
+    def _spawn_worker(self, index: int) -> subprocess.Popen:
+        command = [sys.executable, "-m", "runtime.local.worker"]
+        if index == 0:
+            command.append("--schedules")
+        return subprocess.Popen(command, env=self.worker_env)
+
+    def supervise(self) -> list[str]:
+        """Restart workers that died (their unfinished events are delivered again); the API
+        process dying stops everything."""
+        if self.children[0].poll() is not None:
+            raise RuntimeError(f"the API process exited ({self.children[0].returncode})")
+        lines = []
+        for index, worker in enumerate(self.children[1:]):
+            if worker.poll() is not None:
+                lines.append(f"! worker {index} exited ({worker.returncode}); restarting it")
+                self.children[index + 1] = self._spawn_worker(index)
+        return lines + self.report_dead_letters()
+
     def report_dead_letters(self) -> list[str]:
         """New dead-lettered events since the last call, as lines to print."""
         lines = []
@@ -199,11 +215,12 @@ def run(options: DevOptions) -> int:
         raise
     print(BANNER.format(**info), flush=True)
     try:
-        while all(child.poll() is None for child in stack.children):
-            for line in stack.report_dead_letters():
+        while True:
+            for line in stack.supervise():
                 print(line, flush=True)
-            time.sleep(2)
-        print("a local process exited; stopping", file=sys.stderr)
+            time.sleep(1)
+    except RuntimeError as error:
+        print(f"{error}; stopping", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)

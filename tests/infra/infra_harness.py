@@ -399,6 +399,9 @@ def run_program(
     stack_outputs: dict[str, dict[str, Any]] | None = None,
     function_salt: str | None = None,
 ) -> Deployment:
+    # A fresh event loop per run: a failed run's unfinished outputs can never touch the next.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = Mocks(stack_outputs=stack_outputs, function_salt=function_salt)
     monitor = RecordingMonitor(mocks)
     runtime_settings.ROOT.set(None)  # a fresh root stack for this run
@@ -412,6 +415,7 @@ def run_program(
     )
     runtime_config.set_all_config(config, secret_keys)
     runtime_settings.SETTINGS.rpc_manager.clear()
+    runtime_settings.SETTINGS.outputs.clear()  # outstanding outputs of an earlier (failed) run
 
     def program() -> None:
         # As the language host does: run the program directory (Pulumi.yaml `main: infra/`).
@@ -420,7 +424,7 @@ def run_program(
     try:
         _sync_await(run_pulumi_func(program))
     except BaseException:
-        _drain()  # so the failed run's leftovers cannot fail the next run
+        _discard(loop)
         raise
 
     root = runtime_settings.get_root_resource()
@@ -442,24 +446,17 @@ def run_program(
     )
 
 
-def _drain() -> None:
-    """Finish (or cancel) whatever a failed run left on the event loop."""
-    manager = runtime_settings.SETTINGS.rpc_manager
-
-    async def drain() -> None:
-        while manager.rpcs:
-            rpcs = list(manager.rpcs)
-            manager.rpcs.clear()
-            await asyncio.gather(*rpcs, return_exceptions=True)
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        if pending:
-            _, still = await asyncio.wait(pending, timeout=2)
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
-
-    _sync_await(drain())
-    manager.clear()
+def _discard(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what a failed run left on its event loop, so nothing of it runs again. Its
+    hundreds of outputs that carry the run's exception are dropped silently (asyncio would log
+    each one's traceback when it is garbage-collected)."""
+    loop.set_exception_handler(lambda _loop, _context: None)
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
 
 
 _RUNS: dict[str, Deployment] = {}

@@ -1,0 +1,221 @@
+"""Local mode end to end: `collections dev` as a real process, driven by the `collections` CLI
+over HTTP, exactly as a user on a fresh machine would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import psutil
+import pytest
+
+from runtime.local.cognito import LocalPool, create_user
+from runtime.local.postgres import free_port
+from tests.conftest import dataset
+from tests.corpus import bad_image_corpus
+
+START_TIMEOUT_S = 120
+
+
+@dataclass
+class LocalProduct:
+    process: subprocess.Popen
+    data_dir: Path
+    log: Path
+
+    def cli(
+        self, *args: str, config: Path, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "COLLECTIONS_LOCAL_DIR": str(self.data_dir),
+            "COLLECTIONS_CONFIG_DIR": str(config),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "runtime.cli.main", *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def profile(self) -> dict:
+        return json.loads((self.data_dir / "dev.json").read_text())
+
+    def workers(self) -> list[psutil.Process]:
+        return [
+            child
+            for child in psutil.Process(self.process.pid).children()
+            if "runtime.local.worker" in " ".join(child.cmdline())
+        ]
+
+
+def _start(data_dir: Path, log: Path) -> LocalProduct:
+    api_port, aws_port, pg_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTIONS_")}
+    env.pop("ANTHROPIC_API_KEY", None)
+    env.pop("VOYAGE_API_KEY", None)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runtime.cli.main",
+                "dev",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(api_port),
+                "--aws-port",
+                str(aws_port),
+                "--postgres-port",
+                str(pg_port),
+                "--attempt-timeout",
+                "5",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while "Collections is running locally" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"collections dev did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    return LocalProduct(process, data_dir, log)
+
+
+def _stop(product: LocalProduct) -> None:
+    product.process.send_signal(signal.SIGINT)
+    product.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProduct]:
+    base = tmp_path_factory.mktemp("local-mode")
+    running = _start(base / "data", base / "dev.log")
+    yield running
+    if running.process.poll() is None:
+        _stop(running)
+
+
+def _json(result: subprocess.CompletedProcess) -> dict | list:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_upload_ready_search_delete_and_isolation(product: LocalProduct, tmp_path: Path) -> None:
+    screenshots = dataset("screenshots")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted(screenshots.glob("*.jpg"))[:4]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    demo, other = tmp_path / "demo", tmp_path / "other"
+
+    assert product.cli("login", config=demo).returncode == 0
+    uploads = _json(product.cli("upload", str(folder), "--wait", "--json", config=demo))
+    assert [u["status"] for u in uploads] == ["ready"] * 4
+
+    first = _json(product.cli("show", uploads[0]["item_id"], "--json", config=demo))
+    headline = first["analysis"]["result"]["headline"]
+    assert first["analysis"]["provider"] == "local"
+    found = _json(product.cli("search", headline, "--json", config=demo))
+    assert found["results"][0]["item_id"] == uploads[0]["item_id"]
+
+    # a second user sees none of it
+    profile = product.profile()
+    idp = boto3.client(
+        "cognito-idp", endpoint_url=profile["cognito_endpoint"], region_name=profile["region"]
+    )
+    create_user(
+        idp,
+        LocalPool(profile["user_pool_id"], profile["app_client_id"]),
+        "second@collections.local",
+        "Second-user-passw0rd",
+    )
+    login = product.cli(
+        "login",
+        "--username",
+        "second@collections.local",
+        "--password-stdin",
+        config=other,
+        stdin="Second-user-passw0rd\n",
+    )
+    assert login.returncode == 0, login.stderr
+    assert _json(product.cli("ls", "--json", config=other))["items"] == []
+    assert _json(product.cli("search", headline, "--json", config=other))["results"] == []
+    assert product.cli("show", uploads[0]["item_id"], config=other).returncode == 4
+    assert product.cli("rm", uploads[0]["item_id"], config=other).returncode == 4
+
+    assert product.cli("rm", uploads[0]["item_id"], config=demo).returncode == 0
+    assert product.cli("show", uploads[0]["item_id"], config=demo).returncode == 4
+    remaining = {i["id"] for i in _json(product.cli("ls", "--json", config=demo))["items"]}
+    assert remaining == {u["item_id"] for u in uploads[1:]}
+
+
+def test_killed_worker_loses_nothing_and_a_poisoned_image_fails_alone(
+    product: LocalProduct, tmp_path: Path
+) -> None:
+    screenshots = dataset("screenshots")
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for path in sorted(screenshots.glob("*.jpg"))[10:16]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    poison, reason = bad_image_corpus()["truncated.jpg"]
+    (folder / "poisoned.jpg").write_bytes(poison)
+    config = tmp_path / "demo"
+    assert product.cli("login", config=config).returncode == 0
+
+    uploading = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli.main", "upload", str(folder), "--wait", "--json"],
+        env={
+            **os.environ,
+            "COLLECTIONS_LOCAL_DIR": str(product.data_dir),
+            "COLLECTIONS_CONFIG_DIR": str(config),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)  # the pipeline is busy with the batch now
+    killed = product.workers()
+    assert killed, "no worker process found"
+    for worker in killed:
+        worker.kill()  # SIGKILL: no chance to finish or clean up
+    out, err = uploading.communicate(timeout=600)
+    assert uploading.returncode == 1, err  # one item failed: the poisoned one
+    results = {Path(u["file"]).name: u for u in json.loads(out)}
+    assert results["poisoned.jpg"]["status"] == "failed"
+    assert reason in results["poisoned.jpg"]["failure"]
+    assert {n: u["status"] for n, u in results.items() if n != "poisoned.jpg"} == {
+        n: "ready" for n in results if n != "poisoned.jpg"
+    }
+    assert "restarting it" in product.log.read_text()
+    assert all(not w.is_running() for w in killed)
+
+
+def test_restart_keeps_the_data(product: LocalProduct, tmp_path: Path) -> None:
+    config = tmp_path / "demo"
+    assert product.cli("login", config=config).returncode == 0
+    before = _json(product.cli("ls", "--json", config=config))["items"]
+    assert before
+    _stop(product)
+    assert "stopped; data kept" in product.log.read_text()
+    restarted = _start(product.data_dir, product.log.with_name("dev-restarted.log"))
+    product.process, product.log = restarted.process, restarted.log
+    after = _json(product.cli("ls", "--json", config=config))["items"]
+    assert [i["id"] for i in after] == [i["id"] for i in before]
+    thumbnail = tmp_path / "thumb.webp"
+    opened = product.cli("open", after[0]["id"], "--output", str(thumbnail), config=config)
+    assert opened.returncode == 0, opened.stderr
+    assert thumbnail.read_bytes()[:4] == b"RIFF"
