@@ -348,8 +348,8 @@ def evaluate(
 
     return {
         "dataset": {
-            "analyses": str(analyses_path),
-            "queries": str(queries_path),
+            "analyses": _display_path(analyses_path),
+            "queries": _display_path(queries_path),
             "items": len(item_ids),
             "queries_total": len(queries),
             "judged_items_missing_from_corpus": len(missing),
@@ -367,6 +367,11 @@ def evaluate(
         "threshold_sweep": sweeps,
         "per_query": per_query,
     }
+
+
+def _display_path(path: Path) -> str:
+    """The path relative to the project root when it is near it (no machine-specific paths)."""
+    return os.path.relpath(path.resolve(), ROOT)
 
 
 # =============================================================================================

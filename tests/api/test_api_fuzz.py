@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from runtime.api.openapi import document
 from tests.api.conftest import Api, User
@@ -40,4 +41,10 @@ schema = schemathesis.openapi.from_dict(document())
 def test_no_5xx_and_every_response_matches_the_schema(
     case: schemathesis.Case, fuzz_target: Api, alice: User
 ) -> None:
-    case.call_and_validate(base_url=fuzz_target.url, headers=alice.headers(), timeout=30)
+    excluded = []
+    if case.query and case.query.get("cursor"):
+        # A cursor is an opaque token the API issued; a schema-valid string is (rightly) a 400.
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(
+        base_url=fuzz_target.url, headers=alice.headers(), timeout=30, excluded_checks=excluded
+    )

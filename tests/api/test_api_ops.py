@@ -92,7 +92,17 @@ def test_error_shape_everywhere(api: Api, alice: User, monkeypatch: pytest.Monke
         api.http.get("/items", params={"limit": 0}, headers=alice.headers()), 422
     )
     assert error["details"][0]["location"] == ["query", "limit"]
-    assert_error(api.http.get("/items/not-a-uuid", headers=alice.headers()), 422)
+    assert_error(api.http.get("/items/not-a-uuid", headers=alice.headers()), 404, "not_found")
+    bad_utf8 = api.http.post(
+        "/items",
+        headers={**alice.headers(), "content-type": "application/json"},
+        content=b'{"file_name": "\xff\xfe"}',
+    )
+    assert_error(bad_utf8, 422, "invalid_body")
+    not_allowed = api.http.request("OPTIONS", "/items/upload", headers=alice.headers())
+    assert_error(not_allowed, 405)
+    assert not_allowed.headers["allow"] == "POST"
+    assert api.http.put("/items", headers=alice.headers()).headers["allow"] == "GET, POST"
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret-internal-detail at /var/task/runtime")

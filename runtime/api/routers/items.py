@@ -331,7 +331,7 @@ def list_items(
 
 
 @router.get(
-    "/{item_id}",
+    "/{item_id:uuid}",
     operation_id="getItem",
     summary="One item: status, failure, latest analysis, presigned URLs",
     responses={**COMMON, **responses(404)},
@@ -359,7 +359,7 @@ def read_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemDetail:
 
 
 @router.post(
-    "/{item_id}/reanalyze",
+    "/{item_id:uuid}/reanalyze",
     status_code=202,
     operation_id="reanalyzeItem",
     summary="Analyze the item again (a new analysis version); the item goes back to analyzing",
@@ -398,7 +398,7 @@ def reanalyze_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemSummary:
 
 
 @router.get(
-    "/{item_id}/analyses",
+    "/{item_id:uuid}/analyses",
     operation_id="listAnalyses",
     summary="Every analysis version of the item, newest first",
     responses={**COMMON, **responses(404)},
@@ -415,7 +415,7 @@ def list_analyses(item_id: ItemId, user: CurrentUser) -> AnalysisList:
 
 
 @router.delete(
-    "/{item_id}",
+    "/{item_id:uuid}",
     status_code=204,
     response_class=Response,
     operation_id="deleteItem",
