@@ -384,6 +384,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Search evaluation",
         "",
+        "Produced by `uv run python -m benchmarks.evaluate_search` (see that module for the "
+        "metric definitions).",
+        "",
         f"Corpus: {result['dataset']['items']} items, {result['dataset']['queries_total']} "
         f"queries; embedder `{result['embedder']}`; default thresholds keyword "
         f"{t['keyword']}, semantic {t['semantic']}, hybrid {t['hybrid']}; "

@@ -35,9 +35,7 @@ fcfg = cfg.functions
 
 network = Network("network", cfg.network, region=cfg.region, opts=component_options("network"))
 secrets = Secrets("secrets", cfg.secrets, stack=cfg.stack, opts=component_options("secrets"))
-storage = Storage(
-    "storage", cfg.storage, protect=cfg.protect, opts=component_options("storage")
-)
+storage = Storage("storage", cfg.storage, protect=cfg.protect, opts=component_options("storage"))
 auth = Auth("auth", cfg.auth, protect=cfg.protect, opts=component_options("auth"))
 database = Database(
     "database",
@@ -142,7 +140,7 @@ api = Api(
 monitoring = Monitoring(
     "monitoring",
     cfg.monitoring,
-    stack=cfg.stack,
+    stack=f"{cfg.stack}-{fcfg.architecture}",
     region=cfg.region,
     api_id=api.api.id,
     function_names={name: fn.name for name, fn in functions.lambdas.items()},

@@ -95,7 +95,9 @@ def is_digest(value: Any) -> str | None:
 def is_repository_url(value: Any) -> str | None:
     if isinstance(value, str) and ".dkr.ecr." in value and "@" not in value and ":" not in value:
         return None
-    return f"is not an ECR repository URL (<account>.dkr.ecr.<region>.amazonaws.com/<name>): {value!r}"
+    return (
+        f"is not an ECR repository URL (<account>.dkr.ecr.<region>.amazonaws.com/<name>): {value!r}"
+    )
 
 
 def is_vpc_id(value: Any) -> str | None:

@@ -184,7 +184,10 @@ def validate_image_platform(args: ResourceValidationArgs, report: ReportViolatio
             None,
         )
     elif platforms[0] not in PLATFORMS.values():
-        report(f"platform {platforms[0]!r} is not a Lambda platform ({sorted(PLATFORMS.values())}).", None)
+        report(
+            f"platform {platforms[0]!r} is not a Lambda platform ({sorted(PLATFORMS.values())}).",
+            None,
+        )
 
 
 image_platform = ResourceValidationPolicy(
@@ -200,7 +203,9 @@ def validate_architecture_matches_platform(
 ) -> None:
     images = [r for r in args.resources if r.resource_type == DOCKER_IMAGE]
     if not images:
-        args.not_applicable("no image is built in this stack (a promoted image is checked by the program)")
+        args.not_applicable(
+            "no image is built in this stack (a promoted image is checked by the program)"
+        )
     by_digest: dict[str, set[str]] = {}
     every_platform: set[str] = set()
     for image in images:
@@ -412,7 +417,9 @@ def validate_every_bucket_blocked(args: StackValidationArgs, report: ReportViola
             continue
         names = {known(lambda b=bucket, k=k: b.props.get(k)) for k in ("id", "bucket")}
         if not (names & blocked):
-            report(f"bucket {bucket.name} has no public access block with every switch on.", bucket.urn)
+            report(
+                f"bucket {bucket.name} has no public access block with every switch on.", bucket.urn
+            )
 
 
 every_bucket_blocked = StackValidationPolicy(

@@ -737,6 +737,7 @@ def test_metric_functions_on_hand_computed_cases() -> None:
     assert summary["queries_judged"] == 2
 
 
+@pytest.mark.dataset
 def test_evaluation_meets_the_acceptance_targets() -> None:
     """The retrieval evaluation on ../shared/datasets/golden, offline embedder, defaults."""
     from benchmarks.evaluate_search import evaluate

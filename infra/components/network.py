@@ -90,7 +90,9 @@ class Network(pulumi.ComponentResource):
         self.source = reference(f"{name}-source", stack, parent=self)
 
         def output(key: str, check):  # type: ignore[no-untyped-def]
-            return require_output(self.source, key, stack=stack, setting="networkStack", check=check)
+            return require_output(
+                self.source, key, stack=stack, setting="networkStack", check=check
+            )
 
         self.vpc_id = output("vpcId", is_vpc_id)
         self.private_subnet_ids = output("privateSubnetIds", subnet_ids(MIN_SUBNETS))

@@ -175,9 +175,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 400:
         # FastAPI's only 400: a body it could not parse (e.g. not UTF-8). Like malformed JSON,
         # that is a request that does not match the schema.
-        return error_response(
-            request, 422, "invalid_body", "The request body could not be parsed."
-        )
+        return error_response(request, 422, "invalid_body", "The request body could not be parsed.")
     # Starlette's own details are fixed phrases ("Not Found", "Method Not Allowed"); ours
     # replace them so every message reads the same way.
     return error_response(request, status, headers=headers or None)

@@ -156,7 +156,7 @@ def _request_fields(scope: Scope) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "method": scope.get("method"),
         "path": scope.get("path"),
-        "route": getattr(route, "path", None),
+        "route": getattr(route, "path_format", None) or getattr(route, "path", None),
         "user_id": scope.get(USER_ID_KEY),
         "client_ip": client[0] if client else None,
     }

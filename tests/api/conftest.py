@@ -90,9 +90,7 @@ class CognitoPool:
 @pytest.fixture(scope="session")
 def cognito(emulator: str) -> CognitoPool:
     idp = boto3.client("cognito-idp", endpoint_url=emulator, region_name=REGION)
-    pool_id = idp.create_user_pool(PoolName=f"collections-{uuid.uuid4().hex[:8]}")["UserPool"][
-        "Id"
-    ]
+    pool_id = idp.create_user_pool(PoolName=f"collections-{uuid.uuid4().hex[:8]}")["UserPool"]["Id"]
     client_id = idp.create_user_pool_client(
         UserPoolId=pool_id,
         ClientName="collections-api",
@@ -171,9 +169,7 @@ def configure_api(monkeypatch: pytest.MonkeyPatch, cognito: CognitoPool, **extra
 
 
 @pytest.fixture
-def serve(
-    env: LocalCloud, cognito: CognitoPool, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Any]:
+def serve(env: LocalCloud, cognito: CognitoPool, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``serve(**env_overrides)`` starts the app (configured from the environment) on a port."""
     from runtime.api.app import create_app
 

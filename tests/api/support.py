@@ -65,9 +65,7 @@ def b64url(data: bytes) -> str:
 
 def unsigned(claims: dict[str, Any], header: dict[str, Any]) -> str:
     """A token with any header, e.g. ``alg: none``, and an empty signature."""
-    return ".".join(
-        [b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), ""]
-    )
+    return ".".join([b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), ""])
 
 
 def hs256_with_public_key(claims: dict[str, Any], public_pem: bytes) -> str:

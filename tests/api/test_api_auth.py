@@ -128,16 +128,12 @@ def test_token_signed_with_the_pool_key_is_accepted(
 
 def test_unreachable_jwks_is_503_not_401_or_500(serve: Callable[..., Api], alice: User) -> None:
     api = serve(COLLECTIONS_COGNITO_JWKS_URL=f"http://127.0.0.1:{free_port()}/jwks.json")
-    assert_error(
-        api.http.get("/items", headers=alice.headers()), 503, "authentication_unavailable"
-    )
+    assert_error(api.http.get("/items", headers=alice.headers()), 503, "authentication_unavailable")
 
 
 def test_sign_in_not_configured_is_503(serve: Callable[..., Api], alice: User) -> None:
     api = serve(COLLECTIONS_COGNITO_USER_POOL_ID="")
-    assert_error(
-        api.http.get("/items", headers=alice.headers()), 503, "authentication_unavailable"
-    )
+    assert_error(api.http.get("/items", headers=alice.headers()), 503, "authentication_unavailable")
     assert api.http.get("/health").status_code == 200  # public routes still work
 
 

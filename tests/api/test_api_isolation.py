@@ -29,9 +29,7 @@ class World:
 
 
 @pytest.fixture
-def world(
-    api: Api, alice: User, bob: User, claude: FakeModelServer, pump: EventPump
-) -> World:
+def world(api: Api, alice: User, bob: User, claude: FakeModelServer, pump: EventPump) -> World:
     users = {"alice": alice, "bob": bob}
     owner: dict[str, str] = {}
     for seed, name in enumerate(users):
@@ -97,9 +95,11 @@ def test_users_never_reach_each_others_items(world: World, data: st.DataObject) 
         return
 
     before = state(target)
-    objects = api.s3_keys(f"users/{world.users[world.owner[target]].sub}/items/{target}/") if (
-        target in world.owner
-    ) else set()
+    objects = (
+        api.s3_keys(f"users/{world.users[world.owner[target]].sub}/items/{target}/")
+        if (target in world.owner)
+        else set()
+    )
     response = api.http.request(method, path, headers=headers)
     error = assert_error(response, 404, "item_not_found")
     # Exactly the answer for an id that does not exist: nothing confirms the item exists.

@@ -87,8 +87,8 @@ def test_binary_multipart_upload_through_the_gateway(invoke: Invoke, alice: User
     boundary = "collections-boundary"
     body = (
         (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"cat.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="cat.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
         ).encode()
         + data
         + f"\r\n--{boundary}--\r\n".encode()
@@ -143,10 +143,7 @@ def test_public_routes_through_the_gateway(invoke: Invoke) -> None:
 
 def test_handler_module_imports_nothing_heavy() -> None:
     heavy = ["fastapi", "sqlalchemy", "boto3", "botocore", "anthropic", "voyageai", "numpy"]
-    code = (
-        "import sys, runtime.handlers.api; "
-        f"print([m for m in {heavy!r} if m in sys.modules])"
-    )
+    code = f"import sys, runtime.handlers.api; print([m for m in {heavy!r} if m in sys.modules])"
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout

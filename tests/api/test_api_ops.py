@@ -88,9 +88,7 @@ def test_request_ids_are_echoed_and_logged(api: Api, alice: User, access_log: Re
 def test_error_shape_everywhere(api: Api, alice: User, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_error(api.http.get("/nowhere"), 404, "not_found")
     assert_error(api.http.put("/items", headers=alice.headers()), 405, "method_not_allowed")
-    error = assert_error(
-        api.http.get("/items", params={"limit": 0}, headers=alice.headers()), 422
-    )
+    error = assert_error(api.http.get("/items", params={"limit": 0}, headers=alice.headers()), 422)
     assert error["details"][0]["location"] == ["query", "limit"]
     assert_error(api.http.get("/items/not-a-uuid", headers=alice.headers()), 404, "not_found")
     bad_utf8 = api.http.post(

@@ -322,7 +322,11 @@ def test_stack_names_may_be_short_for_this_project() -> None:
 def test_check_output_names_the_stack_the_output_and_the_fix(
     outputs: dict[str, Any], check: Any, message: str | None
 ) -> None:
-    kwargs = {"stack": "acme/collections/dev", "output": "imageDigest", "setting": "imagesFromStack"}
+    kwargs = {
+        "stack": "acme/collections/dev",
+        "output": "imageDigest",
+        "setting": "imagesFromStack",
+    }
     if message is None:
         assert check_output(outputs, check=check, **kwargs) == outputs["imageDigest"]
         return
@@ -541,9 +545,7 @@ def test_references_to_functions_are_exactly_the_functions_outputs(salted: Deplo
     configs = d.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
     async_names = {k for k in fns if k not in ("api", "migrate")}
     assert sorted(t.inputs["arn"] for t in targets) == sorted(arn[k] for k in async_names)
-    assert sorted(c.inputs["functionName"] for c in configs) == sorted(
-        name[k] for k in async_names
-    )
+    assert sorted(c.inputs["functionName"] for c in configs) == sorted(name[k] for k in async_names)
     alarms = d.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     errors = [a for a in alarms if a.inputs["namespace"] == "AWS/Lambda"]
     assert sorted(a.inputs["dimensions"]["FunctionName"] for a in errors) == sorted(name.values())
@@ -610,6 +612,21 @@ def _changed(a: Deployment, b: Deployment) -> dict[str, set[str]]:
     }
 
 
+PINNED_BUILD = {
+    "COLLECTIONS_GIT_SHA": "0" * 40,
+    "COLLECTIONS_BUILD_TIME": "2026-01-01T00:00:00+00:00",
+}
+
+
+@pytest.fixture(scope="module")
+def pinned_baseline() -> Deployment:
+    """The dev stack with a fixed commit and build time (the build inputs of the image)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in PINNED_BUILD.items():
+            mp.setenv(key, value)
+        return run("before")
+
+
 def _type(d: Deployment, urn: str) -> str:
     return d.by_urn(urn).type
 
@@ -636,6 +653,7 @@ def _type(d: Deployment, urn: str) -> str:
 )
 def test_a_new_architecture_or_image_changes_only_the_functions_and_the_build(
     monkeypatch: pytest.MonkeyPatch,
+    pinned_baseline: Deployment,
     label: str,
     overrides: dict[str, str],
     env: dict[str, str],
@@ -643,9 +661,9 @@ def test_a_new_architecture_or_image_changes_only_the_functions_and_the_build(
     image_keys: set[str],
 ) -> None:
     """Updated in place (the function keeps its identity): nothing else changes at all."""
-    monkeypatch.setenv("COLLECTIONS_GIT_SHA", "0" * 40)
-    monkeypatch.setenv("COLLECTIONS_BUILD_TIME", "2026-01-01T00:00:00+00:00")
-    before = run("before")
+    for key, value in PINNED_BUILD.items():
+        monkeypatch.setenv(key, value)
+    before = pinned_baseline
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     after = run(label, overrides=overrides)
@@ -669,7 +687,9 @@ def test_replaced_functions_are_followed_through_their_outputs_only(
     a, b = _normalized(salted), _normalized(salted_x86)
     for r in salted_x86.resources:
         if r.type == LAMBDA:
-            diff = {k for k in a[r.urn].keys() | b[r.urn].keys() if a[r.urn].get(k) != b[r.urn].get(k)}
+            diff = {
+                k for k in a[r.urn].keys() | b[r.urn].keys() if a[r.urn].get(k) != b[r.urn].get(k)
+            }
             assert diff == {"architectures", "imageUri"}, (r.name, diff)
         elif r.type == IMAGE:
             assert a[r.urn]["platforms"] != b[r.urn]["platforms"]

@@ -225,6 +225,17 @@ def _upload_type(file: UploadFile, file_name: str | None) -> ImageContentType:
         "direct-upload limit (4 MiB by default) must use `POST /items`."
     ),
     responses={**COMMON, **responses(413, 415)},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "encoding": {
+                        "file": {"contentType": ", ".join(t.value for t in ImageContentType)}
+                    }
+                }
+            }
+        }
+    },
 )
 def upload_item(
     user: CurrentUser,

@@ -1,0 +1,434 @@
+"""The policy pack (policy/): each policy with a compliant and a violating resource (validate
+functions called directly with constructed arguments), and every policy over the program's own
+mocked deployments, which must comply."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from infra_harness import REPO_ROOT, Deployment, deployment_for
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.policy import _NotApplicableError
+
+from infra.build import PLATFORMS
+from policy import rules
+from runtime.topology import FUNCTIONS, Http
+
+DIGEST = "sha256:" + "ab" * 32
+IMAGE_URI = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/runtime@{DIGEST}"
+GOOD_LAMBDA = {
+    "packageType": "Image",
+    "imageUri": IMAGE_URI,
+    "architectures": ["arm64"],
+    "loggingConfig": {"logFormat": "JSON", "logGroup": "/collections/dev/api-1"},
+}
+
+
+def options(protect: bool = False) -> PolicyResourceOptions:
+    return PolicyResourceOptions(protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def urn(typ: str, name: str, stack: str = "dev") -> str:
+    return f"urn:pulumi:{stack}::collections::{typ}::{name}"
+
+
+def resource_args(
+    typ: str,
+    props: dict[str, Any],
+    *,
+    name: str = "r",
+    stack: str = "dev",
+    protect: bool = False,
+    config: dict[str, Any] | None = None,
+) -> ResourceValidationArgs:
+    return ResourceValidationArgs(
+        typ, props, urn(typ, name, stack), name, options(protect), None, config
+    )
+
+
+def violations(policy: ResourceValidationPolicy, args: ResourceValidationArgs) -> list[str]:
+    found: list[str] = []
+    policy.validate(args, lambda message, urn=None: found.append(message))
+    return found
+
+
+def stack_resource(typ: str, name: str, props: dict[str, Any]) -> PolicyResource:
+    return PolicyResource(typ, props, urn(typ, name), name, options(), None, None, [], {})
+
+
+def stack_violations(policy: StackValidationPolicy, resources: list[PolicyResource]) -> list[str]:
+    found: list[str] = []
+    policy.validate(StackValidationArgs(resources), lambda message, urn=None: found.append(message))
+    return found
+
+
+# ------------------------------------------------------------------ the pack
+
+
+def test_the_pack_holds_every_policy_mandatory() -> None:
+    names = [p.name for p in rules.POLICIES]
+    assert len(names) == len(set(names))
+    assert all(p.enforcement_level is EnforcementLevel.MANDATORY for p in rules.POLICIES)
+    main = (REPO_ROOT / "policy" / "__main__.py").read_text()
+    assert "PolicyPack(" in main and "policies=POLICIES" in main
+    project = yaml.safe_load((REPO_ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    assert project["runtime"]["name"] == "python"
+    assert (REPO_ROOT / "policy" / project["runtime"]["options"]["virtualenv"]).resolve() == (
+        REPO_ROOT / ".venv"
+    )
+
+
+def test_the_packs_platforms_are_the_programs() -> None:
+    assert dict(rules.PLATFORMS) == dict(PLATFORMS)
+
+
+# ------------------------------------------------------------------ image by digest
+
+
+@pytest.mark.parametrize(
+    ("props", "problem"),
+    [
+        (GOOD_LAMBDA, None),
+        (
+            GOOD_LAMBDA | {"imageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/r:latest"},
+            "by digest",
+        ),
+        (GOOD_LAMBDA | {"imageUri": "repo@sha256:short"}, "by digest"),
+        ({"packageType": "Zip", "handler": "app.handler"}, "packageType Image"),
+    ],
+    ids=["digest", "tag", "bad-digest", "zip"],
+)
+def test_image_by_digest(props: dict[str, Any], problem: str | None) -> None:
+    found = violations(rules.image_by_digest, resource_args(rules.LAMBDA, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize(
+    ("platforms", "problem"),
+    [
+        (["linux/arm64"], None),
+        (["linux/arm64", "linux/amd64"], "exactly one"),
+        (["linux/s390x"], "not a Lambda"),
+    ],
+)
+def test_image_single_lambda_platform(platforms: list[str], problem: str | None) -> None:
+    found = violations(
+        rules.image_platform, resource_args(rules.DOCKER_IMAGE, {"platforms": platforms})
+    )
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize(
+    ("architecture", "platform", "compliant"),
+    [("arm64", "linux/arm64", True), ("x86_64", "linux/arm64", False), (None, "linux/amd64", True)],
+)
+def test_architecture_matches_the_image_platform(
+    architecture: str | None, platform: str, compliant: bool
+) -> None:
+    fn = dict(GOOD_LAMBDA)
+    if architecture is None:
+        del fn["architectures"]  # Lambda's default: x86_64
+    else:
+        fn["architectures"] = [architecture]
+    resources = [
+        stack_resource(rules.DOCKER_IMAGE, "image", {"platforms": [platform], "digest": DIGEST}),
+        stack_resource(rules.LAMBDA, "api", fn),
+    ]
+    found = stack_violations(rules.architecture_matches_platform, resources)
+    assert found == [] if compliant else (len(found) == 1 and "must agree" in found[0])
+
+
+def test_architecture_policy_does_not_apply_to_a_promoting_stack() -> None:
+    with pytest.raises(_NotApplicableError):
+        stack_violations(
+            rules.architecture_matches_platform, [stack_resource(rules.LAMBDA, "api", GOOD_LAMBDA)]
+        )
+
+
+# ------------------------------------------------------------------ DLQs
+
+
+TARGET = {
+    "arn": "arn:aws:lambda:us-east-1:1:function:f",
+    "retryPolicy": {"maximumRetryAttempts": 2, "maximumEventAgeInSeconds": 3600},
+    "deadLetterConfig": {"arn": "arn:aws:sqs:us-east-1:1:dlq"},
+}
+INVOKE = {"functionName": "f", "destinationConfig": {"onFailure": {"destination": "arn:sqs"}}}
+
+
+@pytest.mark.parametrize(
+    ("typ", "props", "problem"),
+    [
+        (rules.EVENT_TARGET, TARGET, None),
+        (
+            rules.EVENT_TARGET,
+            {k: v for k, v in TARGET.items() if k != "deadLetterConfig"},
+            "dead-letter",
+        ),
+        (
+            rules.EVENT_TARGET,
+            {k: v for k, v in TARGET.items() if k != "retryPolicy"},
+            "retryPolicy",
+        ),
+        (rules.INVOKE_CONFIG, INVOKE, None),
+        (rules.INVOKE_CONFIG, {"functionName": "f", "maximumRetryAttempts": 2}, "on-failure"),
+    ],
+    ids=["target", "target-no-dlq", "target-no-retry", "invoke", "invoke-no-destination"],
+)
+def test_dlq_on_every_async_target(typ: str, props: dict[str, Any], problem: str | None) -> None:
+    found = violations(rules.async_targets_dlq, resource_args(typ, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize("covered", [True, False])
+def test_every_targeted_function_has_an_on_failure_destination(covered: bool) -> None:
+    fn = GOOD_LAMBDA | {"name": "f", "arn": TARGET["arn"]}
+    resources = [
+        stack_resource(rules.LAMBDA, "thumbnail", fn),
+        stack_resource(rules.EVENT_TARGET, "target", TARGET),
+    ]
+    if covered:
+        resources.append(stack_resource(rules.INVOKE_CONFIG, "async", INVOKE))
+    found = stack_violations(rules.async_functions_destination, resources)
+    assert found == [] if covered else (len(found) == 1 and "thumbnail" in found[0])
+
+
+# ------------------------------------------------------------------ log retention
+
+
+@pytest.mark.parametrize(
+    ("typ", "props", "problem"),
+    [
+        (rules.LOG_GROUP, {"retentionInDays": 14}, None),
+        (rules.LOG_GROUP, {"namePrefix": "/x-"}, "retention"),
+        (rules.LOG_GROUP, {"retentionInDays": 0}, "retention"),
+        (rules.LAMBDA, GOOD_LAMBDA, None),
+        (
+            rules.LAMBDA,
+            {k: v for k, v in GOOD_LAMBDA.items() if k != "loggingConfig"},
+            "never expires",
+        ),
+    ],
+    ids=["group", "group-none", "group-zero", "function", "function-implicit-group"],
+)
+def test_log_retention(typ: str, props: dict[str, Any], problem: str | None) -> None:
+    found = violations(rules.log_retention, resource_args(typ, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+# ------------------------------------------------------------------ RDS
+
+RDS_OK = {"publiclyAccessible": False, "storageEncrypted": True, "deletionProtection": True}
+
+
+@pytest.mark.parametrize(
+    ("props", "stack", "protect", "problems"),
+    [
+        (RDS_OK, "prod", True, []),
+        (RDS_OK | {"deletionProtection": False}, "dev", False, []),
+        (RDS_OK | {"publiclyAccessible": True}, "dev", False, ["publicly accessible"]),
+        ({"storageEncrypted": True}, "dev", False, ["publicly accessible"]),
+        (RDS_OK | {"storageEncrypted": False}, "dev", False, ["encrypted"]),
+        (RDS_OK | {"deletionProtection": False}, "prod", True, ["deletionProtection"]),
+        (RDS_OK, "prod", False, ["`protect`"]),
+    ],
+    ids=[
+        "prod-ok",
+        "dev-ok",
+        "public",
+        "public-by-default",
+        "unencrypted",
+        "prod-no-deletion-protection",
+        "prod-unprotected",
+    ],
+)
+def test_rds_private_encrypted_protected(
+    props: dict[str, Any], stack: str, protect: bool, problems: list[str]
+) -> None:
+    args = resource_args(rules.RDS_INSTANCE, props, stack=stack, protect=protect)
+    found = violations(rules.rds_private_encrypted_protected, args)
+    assert len(found) == len(problems), found
+    for message, problem in zip(found, problems, strict=True):
+        assert problem in message
+
+
+def test_production_stacks_come_from_the_policy_config() -> None:
+    props = RDS_OK | {"deletionProtection": False}
+    args = resource_args(
+        rules.RDS_INSTANCE, props, stack="staging", config={"productionStacks": ["staging"]}
+    )
+    assert len(violations(rules.rds_private_encrypted_protected, args)) == 2
+
+
+# ------------------------------------------------------------------ buckets
+
+BLOCK = dict.fromkeys(rules.PUBLIC_ACCESS_SWITCHES, True) | {"bucket": "b-1"}
+
+
+@pytest.mark.parametrize(
+    ("props", "problem"),
+    [(BLOCK, None), (BLOCK | {"restrictPublicBuckets": False}, "restrictPublicBuckets")],
+)
+def test_bucket_public_access_block(props: dict[str, Any], problem: str | None) -> None:
+    found = violations(
+        rules.bucket_public_access_block, resource_args(rules.PUBLIC_ACCESS_BLOCK, props)
+    )
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_every_bucket_has_a_public_access_block(blocked: bool) -> None:
+    resources = [stack_resource("aws:s3/bucket:Bucket", "bucket", {"bucket": "b-1", "id": "b-1"})]
+    if blocked:
+        resources.append(stack_resource(rules.PUBLIC_ACCESS_BLOCK, "block", BLOCK))
+    found = stack_violations(rules.every_bucket_blocked, resources)
+    assert found == [] if blocked else (len(found) == 1 and "bucket" in found[0])
+
+
+# ------------------------------------------------------------------ IAM
+
+
+def document(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+READ = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"}
+
+
+@pytest.mark.parametrize(
+    ("typ", "props", "problem"),
+    [
+        ("aws:iam/rolePolicy:RolePolicy", {"policy": document(READ)}, None),
+        (
+            "aws:iam/rolePolicy:RolePolicy",
+            {"policy": document(READ | {"Action": "s3:*"})},
+            "'s3:*'",
+        ),
+        (
+            "aws:iam/policy:Policy",
+            {"policy": document(READ | {"Action": ["s3:Get*"]})},
+            "'s3:Get*'",
+        ),
+        (
+            "aws:iam/role:Role",
+            {"inlinePolicies": [{"name": "p", "policy": document(READ | {"Action": "*"})}]},
+            "'*'",
+        ),
+        (
+            "aws:iam/rolePolicy:RolePolicy",
+            {"policy": document({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})},
+            "NotAction",
+        ),
+        (
+            "aws:s3/bucketPolicy:BucketPolicy",
+            {"policy": document({"Effect": "Deny", "Action": "s3:*", "Principal": "*"})},
+            None,
+        ),
+        (
+            "aws:sqs/queuePolicy:QueuePolicy",
+            {"policy": document(READ | {"Action": "sqs:*"})},
+            "'sqs:*'",
+        ),
+    ],
+    ids=[
+        "exact",
+        "service-wildcard",
+        "prefix-wildcard",
+        "inline-star",
+        "not-action",
+        "deny-ok",
+        "queue-policy",
+    ],
+)
+def test_no_wildcard_iam_actions(typ: str, props: dict[str, Any], problem: str | None) -> None:
+    found = violations(rules.no_wildcard_iam, resource_args(typ, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+# ------------------------------------------------------------------ routes
+
+
+@pytest.mark.parametrize(
+    ("props", "problem"),
+    [
+        ({"routeKey": "ANY /{proxy+}", "authorizationType": "JWT", "authorizerId": "a1"}, None),
+        ({"routeKey": "GET /health", "authorizationType": "NONE"}, None),
+        ({"routeKey": "ANY /{proxy+}", "authorizationType": "NONE"}, "no authorizer"),
+        ({"routeKey": "POST /items"}, "no authorizer"),
+        ({"routeKey": "ANY /{proxy+}", "authorizationType": "JWT"}, "without an authorizerId"),
+    ],
+    ids=["authorized", "public", "open", "default-none", "jwt-without-authorizer"],
+)
+def test_authorizer_on_non_public_routes(props: dict[str, Any], problem: str | None) -> None:
+    found = violations(rules.route_authorizer, resource_args(rules.ROUTE, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+def test_the_default_public_routes_are_the_topologys() -> None:
+    (api,) = [fn for fn in FUNCTIONS if isinstance(fn.trigger, Http)]
+    assert isinstance(api.trigger, Http)
+    assert set(rules.DEFAULT_PUBLIC_ROUTES) == set(api.trigger.public_routes)
+
+
+# ------------------------------------------------------------------ the program complies
+
+
+def _stack_resources(d: Deployment) -> list[PolicyResource]:
+    return [
+        PolicyResource(r.type, r.state, r.urn, r.name, options(r.protect), None, None, [], {})
+        for r in d.resources
+        if r.custom
+    ]
+
+
+@pytest.mark.parametrize("label", ["dev-update", "prod-update"])
+def test_the_program_complies_with_every_policy(label: str) -> None:
+    d = deployment_for(label)
+    found: list[str] = []
+    for r in d.resources:
+        if not r.custom:
+            continue
+        args = ResourceValidationArgs(r.type, r.inputs, r.urn, r.name, options(r.protect), None)
+        for policy in rules.RESOURCE_POLICIES:
+            policy.validate(
+                args, lambda m, u=None, p=policy, r=r: found.append(f"{p.name} {r.name}: {m}")
+            )
+    resources = _stack_resources(d)
+    for policy in rules.STACK_POLICIES:
+        try:
+            policy.validate(
+                StackValidationArgs(resources),
+                lambda m, u=None, p=policy: found.append(f"{p.name}: {m}"),
+            )
+        except _NotApplicableError:
+            assert policy is rules.architecture_matches_platform and label == "prod-update"
+    assert found == []
+
+
+def test_a_program_defect_is_caught_by_the_pack() -> None:
+    """The same check on a deployment whose prod database were made public."""
+    prod = deployment_for("prod-update")
+    (db,) = prod.of_type(rules.RDS_INSTANCE)
+    args = ResourceValidationArgs(
+        db.type, db.inputs | {"publiclyAccessible": True}, db.urn, db.name, options(False), None
+    )
+    found = violations(rules.rds_private_encrypted_protected, args)
+    assert any("publicly accessible" in m for m in found)
+    assert any("`protect`" in m for m in found)
+
+
+def test_policy_module_paths() -> None:
+    assert Path(rules.__file__).parent == REPO_ROOT / "policy"
