@@ -140,7 +140,7 @@ api = Api(
 monitoring = Monitoring(
     "monitoring",
     cfg.monitoring,
-    stack=f"{cfg.stack}-{fcfg.architecture}",
+    stack=cfg.stack,
     region=cfg.region,
     api_id=api.api.id,
     function_names={name: fn.name for name, fn in functions.lambdas.items()},

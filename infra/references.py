@@ -26,14 +26,20 @@ Check = Callable[[Any], str | None]
 class StackOutputError(Exception):
     """A referenced stack lacks an output this stack needs, or the output has a wrong value."""
 
-    def __init__(self, stack: str, output: str, setting: str, problem: str) -> None:
+    def __init__(
+        self, stack: str, output: str, setting: str, problem: str, *, missing: bool = True
+    ) -> None:
         self.stack = stack
         self.output = output
         self.setting = setting
+        fix = (
+            f"run `pulumi up --stack {stack}` with a version of its program that exports {output!r}"
+            if missing
+            else "make the two stacks agree"
+        )
         super().__init__(
             f"Stack {stack!r} {problem} (read because {NAMESPACE}:{setting} = {stack}). "
-            f"Fix: run `pulumi up --stack {stack}` with a version of its program that exports "
-            f"{output!r}, or change {NAMESPACE}:{setting}."
+            f"Fix: {fix}, or change {NAMESPACE}:{setting}."
         )
 
 
@@ -63,7 +69,9 @@ def check_output(
     if check is not None:
         problem = check(value)
         if problem:
-            raise StackOutputError(stack, output, setting, f"output {output!r} {problem}")
+            raise StackOutputError(
+                stack, output, setting, f"output {output!r} {problem}", missing=False
+            )
     return value
 
 

@@ -216,6 +216,7 @@ def test_restart_keeps_the_data(product: LocalProduct, tmp_path: Path) -> None:
     after = _json(product.cli("ls", "--json", config=config))["items"]
     assert [i["id"] for i in after] == [i["id"] for i in before]
     thumbnail = tmp_path / "thumb.webp"
-    opened = product.cli("open", after[0]["id"], "--output", str(thumbnail), config=config)
+    ready = next(item for item in after if item["status"] == "ready")
+    opened = product.cli("open", ready["id"], "--output", str(thumbnail), config=config)
     assert opened.returncode == 0, opened.stderr
     assert thumbnail.read_bytes()[:4] == b"RIFF"

@@ -190,3 +190,51 @@ def test_final_snapshot_follows_deletion_protection_unless_set() -> None:
         secret_keys=SECRET_KEYS,
     )
     assert cfg.database.skip_final_snapshot is True
+
+
+# ------------------------------------------------------------------ stack references
+
+
+@pytest.mark.parametrize("value", ["dev", "acme/collections/dev", "my-org/collections/dev.eu"])
+def test_images_from_stack_accepts_a_stack_of_this_project(value: str) -> None:
+    cfg = parse(minimal(imagesFromStack=value), stack="prod", secret_keys=SECRET_KEYS)
+    assert cfg.images.from_stack == value
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("acme/other/dev", "expected a stack of this project like <org>/collections/<stack>"),
+        ("acme/dev", "expected a stack of this project"),
+        ("prod", "stack 'prod' cannot promote its own image"),
+        ("acme/collections/prod", "stack 'prod' cannot promote its own image"),
+    ],
+)
+def test_images_from_stack_rejects_other_projects_and_itself(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(minimal(imagesFromStack=value), stack="prod", secret_keys=SECRET_KEYS)
+    assert problem in str(caught.value)
+
+
+def test_network_stack_must_be_fully_qualified() -> None:
+    cfg = parse(minimal(networkStack="acme/network/shared"), stack="dev", secret_keys=SECRET_KEYS)
+    assert cfg.network.existing_stack == "acme/network/shared"
+    problems = problems_of(minimal(networkStack="shared"))
+    assert problems == [
+        "collections:networkStack: expected a stack name like <org>/<project>/<stack>, got "
+        "'shared'. Fix: pulumi config set collections:networkStack <value>"
+    ]
+
+
+def test_image_pull_accounts_are_account_ids() -> None:
+    cfg = parse(minimal(imagePullAccounts='["210987654321"]'), stack="dev", secret_keys=SECRET_KEYS)
+    assert cfg.images.pull_accounts == ("210987654321",)
+    (problem,) = problems_of(minimal(imagePullAccounts='["prod"]'))
+    assert "each entry must be a 12-digit AWS account id, got 'prod'" in problem
+
+
+def test_committed_prod_stack_promotes_devs_image() -> None:
+    cfg = parse(stack_config_with_secrets("prod"), stack="prod", secret_keys=SECRET_KEYS)
+    assert cfg.images.from_stack == "dev"
+    dev = parse(stack_config_with_secrets("dev"), stack="dev", secret_keys=SECRET_KEYS)
+    assert dev.images.from_stack is None and dev.network.existing_stack is None

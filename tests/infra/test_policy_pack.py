@@ -432,3 +432,81 @@ def test_a_program_defect_is_caught_by_the_pack() -> None:
 
 def test_policy_module_paths() -> None:
     assert Path(rules.__file__).parent == REPO_ROOT / "policy"
+
+
+# ------------------------------------------------------------------ through the analyzer protocol
+
+
+def _servicer() -> Any:
+    """The analyzer service PolicyPack serves to the engine, without the server."""
+    from pulumi_policy.policy import _PolicyAnalyzerServicer
+
+    return _PolicyAnalyzerServicer(
+        rules.PACK_NAME, "0.1.0", rules.POLICIES, EnforcementLevel.MANDATORY
+    )
+
+
+def _struct(props: dict[str, Any]) -> Any:
+    from google.protobuf import json_format, struct_pb2
+
+    struct = struct_pb2.Struct()
+    json_format.ParseDict(props, struct)
+    return struct
+
+
+def _analyze(typ: str, props: dict[str, Any], *, protect: bool = False) -> list[Any]:
+    from pulumi.runtime.proto import analyzer_pb2
+
+    request = analyzer_pb2.AnalyzeRequest(
+        type=typ,
+        properties=_struct(props),
+        urn=urn(typ, "r"),
+        name="r",
+        options=analyzer_pb2.AnalyzerResourceOptions(protect=protect),
+    )
+    return list(_servicer().Analyze(request, None).diagnostics)
+
+
+def test_the_engine_gets_a_mandatory_diagnostic_for_a_violation() -> None:
+    """What `pulumi preview --policy-pack policy` calls: Analyze with the resource's inputs."""
+    from pulumi.runtime.proto import analyzer_pb2
+
+    assert _analyze(rules.LAMBDA, GOOD_LAMBDA) == []
+    (diagnostic,) = _analyze(rules.LAMBDA, GOOD_LAMBDA | {"imageUri": "repo:latest"})
+    assert diagnostic.policyName == "lambda-image-by-digest"
+    assert diagnostic.policyPackName == rules.PACK_NAME
+    assert diagnostic.enforcementLevel == analyzer_pb2.MANDATORY
+
+
+def test_an_unknown_value_in_a_preview_is_reported_not_failed() -> None:
+    from pulumi.runtime.proto import analyzer_pb2
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+    (diagnostic,) = _analyze(rules.LAMBDA, GOOD_LAMBDA | {"imageUri": UNKNOWN_STRING_VALUE})
+    assert "can't run policy 'lambda-image-by-digest'" in diagnostic.message
+    assert diagnostic.enforcementLevel == analyzer_pb2.ADVISORY
+
+
+def test_the_engine_sees_every_policy() -> None:
+    info = _servicer().GetAnalyzerInfo(None, None)
+    assert [p.name for p in info.policies] == [p.name for p in rules.POLICIES]
+
+
+@pytest.mark.parametrize("label", ["dev-update", "prod-update"])
+def test_the_program_passes_the_stack_analysis(label: str) -> None:
+    from pulumi.runtime.proto import analyzer_pb2
+
+    d = deployment_for(label)
+    resources = [
+        analyzer_pb2.AnalyzerResource(
+            type=r.type,
+            properties=_struct(json.loads(json.dumps(r.state, default=str))),
+            urn=r.urn,
+            name=r.name,
+            options=analyzer_pb2.AnalyzerResourceOptions(protect=r.protect),
+        )
+        for r in d.resources
+        if r.custom
+    ]
+    response = _servicer().AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), None)
+    assert list(response.diagnostics) == []
