@@ -1,4 +1,4 @@
-"""Collections on AWS: one Pulumi program, one dependency graph per stack (see infra/DEPLOY.md)."""
+"""Collections on AWS: one Pulumi program, one dependency graph per stack (see README.md, Deploying to AWS)."""
 # ruff: noqa: E402  (the path bootstrap below must precede the project imports)
 
 import sys

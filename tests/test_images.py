@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import random
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from PIL import Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat
 
 from runtime.domain.errors import PermanentError
 from runtime.domain.images import BadImage, ProcessedImage, Rendition, process_image
+from tests.conftest import dataset
 from tests.corpus import (
     bad_image_corpus,
     garbage_exif_jpeg,
@@ -23,10 +23,6 @@ from tests.corpus import (
     write_corpus,
 )
 
-DATASETS = Path(
-    os.environ.get("COLLECTIONS_DATASETS")
-    or Path(__file__).resolve().parents[2] / "shared" / "datasets"
-)
 LANCZOS = Image.Resampling.LANCZOS
 EXIF_ORIENTATION = 0x0112
 
@@ -394,12 +390,7 @@ def test_write_corpus(tmp_path: Path) -> None:
 
 @pytest.mark.dataset
 def test_real_screenshots() -> None:
-    folder = DATASETS / "screenshots"
-    if not folder.is_dir():
-        pytest.skip(
-            f"screenshots not found at {folder} "
-            "(set COLLECTIONS_DATASETS to the folder that holds screenshots/)"
-        )
+    folder = dataset("screenshots")
     files = sorted(folder.glob("*.jpg"))[:3]
     assert files, f"no .jpg files in {folder}"
     for path in files:

@@ -30,26 +30,13 @@ from runtime.providers import factory
 from runtime.providers.anthropic_analyzer import AnthropicAnalyzer
 from runtime.providers.base import AnalysisResult, Analyzer, Embedder
 from runtime.providers.voyage_embedder import VoyageEmbedder
+from tests.conftest import DATASETS, dataset
 from tests.fakes.model_server import DEFAULT_ANALYSIS, FakeModelServer, hashed_embedding
 
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
 VOYAGE_KEY = "pa-test-0123456789"
 MESSAGES = "/v1/messages"
 EMBEDDINGS = "/v1/embeddings"
-
-
-def datasets_dir() -> Path:
-    override = os.environ.get("COLLECTIONS_DATASETS")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-def require_dataset(*parts: str) -> Path:
-    path = datasets_dir().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"evaluation data not found at {path} (set COLLECTIONS_DATASETS to use it)")
-    return path
 
 
 def jpeg(width: int = 1000, height: int = 1568, color: str = "white") -> bytes:
@@ -102,9 +89,9 @@ def voyage_embedder(server: FakeModelServer, **kwargs: object) -> VoyageEmbedder
 
 
 def test_every_golden_and_reference_analysis_validates() -> None:
-    golden = json.loads(require_dataset("golden", "golden_analyses.json").read_text())
+    golden = json.loads(dataset("golden", "golden_analyses.json").read_text())
     records = golden["golden_analyses"]
-    reference_path = datasets_dir() / "screenshots" / "reference_analyses.json"
+    reference_path = DATASETS / "screenshots" / "reference_analyses.json"
     if reference_path.exists():
         records += [
             i["reference_analysis"] for i in json.loads(reference_path.read_text())["items"]
@@ -615,7 +602,7 @@ def test_local_analyzer_rejects_bytes_that_are_not_an_image() -> None:
 def test_local_analyzer_on_a_real_screenshot() -> None:
     from runtime.providers.local_analyzer import LocalAnalyzer
 
-    folder = require_dataset("screenshots")
+    folder = dataset("screenshots")
     path = sorted(folder.glob("*.jpg"))[0]
     data = derivative(path)
     analyzer = LocalAnalyzer()

@@ -20,6 +20,8 @@ class StoredObject:
 
 
 class BlobStore(Protocol):
+    bucket: str
+
     def get(self, key: str) -> bytes: ...
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...

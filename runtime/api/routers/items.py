@@ -62,7 +62,7 @@ def not_found() -> ApiError:
 
 
 def _bucket(ctx: ApiContext) -> str:
-    return ctx.pipeline().store.bucket  # type: ignore[attr-defined]
+    return ctx.pipeline().store.bucket
 
 
 def _small_thumbnail(derived_keys: dict[str, str]) -> str | None:

@@ -73,7 +73,7 @@ def search_items(
         raise ApiError(
             400, "invalid_cursor", "The cursor does not belong to this search."
         ) from None
-    s3, bucket = ctx.s3(), pipeline.store.bucket  # type: ignore[attr-defined]
+    s3, bucket = ctx.s3(), pipeline.store.bucket
     return SearchResponse(
         query=q,
         mode=page.mode,

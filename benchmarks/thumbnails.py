@@ -1,0 +1,293 @@
+"""Thumbnails: images per second per core of ``runtime.domain.images.process_image``, side by
+side with a naive Pillow baseline and libvips, interleaved in the same run, with a quality check.
+
+    uv run python -m benchmarks.thumbnails [--screenshots DIR] [--rounds 1] [--synthetic-rounds 2]
+
+Every method makes the same three renditions (WebP 256 and 1024 px q80 method 2, JPEG analysis
+derivative <= 1568 px q85):
+
+- ``ours``: ``process_image`` (reduced-scale JPEG decode, largest rendition first, each smaller
+  one from the previous);
+- ``naive``: for each rendition, a full decode + EXIF transpose + ``thumbnail`` (LANCZOS) + the
+  same encode;
+- ``libvips``: ``pyvips.Image.thumbnail_buffer`` per rendition + the same encodes (needs the
+  ``pyvips`` and ``pyvips-binary`` packages; skipped with a message when not importable).
+
+The process is pinned to one CPU (``os.sched_setaffinity``) so "per core" means one core, and
+``process_image`` then runs without its thread pool. Quality: each rendition's dimensions are
+compared with the reference (full decode + one LANCZOS resize to the same size) and its PSNR
+against that reference is computed on the decoded rendition.
+
+Targets: ours >= 3x naive and >= 0.8x libvips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from benchmarks._common import DATASETS, RESULTS, median, table, verdict, write_results
+
+TARGET_VS_NAIVE = 3.0
+TARGET_VS_VIPS = 0.8
+THUMBS = (256, 1024)
+ANALYSIS_EDGE = 1568
+WEBP = {"quality": 80, "method": 2}
+JPEG_Q = 85
+RENDITIONS = [("thumb_256", 256, "WEBP"), ("thumb_1024", 1024, "WEBP"), ("analysis", 1568, "JPEG")]
+
+try:  # optional: the libvips comparison
+    import pyvips
+
+    VIPS_ERROR = ""
+except Exception as exc:  # ImportError, or OSError when the shared library is missing
+    pyvips = None
+    VIPS_ERROR = (
+        f"libvips comparison skipped: pyvips not importable ({exc.__class__.__name__}: {exc}); "
+        "install the dev dependencies `pyvips` and `pyvips-binary`"
+    )
+
+
+# ----------------------------------------------------------------------------- the methods
+
+
+def ours(data: bytes) -> dict[str, bytes]:
+    from runtime.domain.images import process_image
+
+    done = process_image(data, thumbnail_sizes=THUMBS, analysis_max_edge=ANALYSIS_EDGE)
+    return {r.name: r.data for r in done.renditions}
+
+
+def _save(image: Image.Image, encoder: str) -> bytes:
+    buffer = io.BytesIO()
+    if encoder == "WEBP":
+        image.save(buffer, "WEBP", **WEBP)
+    else:
+        image.convert("RGB").save(buffer, "JPEG", quality=JPEG_Q)
+    return buffer.getvalue()
+
+
+def naive(data: bytes) -> dict[str, bytes]:
+    out = {}
+    for name, edge, encoder in RENDITIONS:
+        image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+        image = image.convert("RGB")
+        image.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+        out[name] = _save(image, encoder)
+    return out
+
+
+def vips(data: bytes) -> dict[str, bytes]:
+    out = {}
+    for name, edge, encoder in RENDITIONS:
+        image = pyvips.Image.thumbnail_buffer(data, edge, height=edge, size="down")
+        if image.hasalpha():
+            image = image.flatten(background=[255, 255, 255])
+        suffix = f".webp[Q={WEBP['quality']},effort=2]" if encoder == "WEBP" else f".jpg[Q={JPEG_Q}]"
+        out[name] = image.write_to_buffer(suffix)
+    return out
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def synthetic(fmt: str, size: tuple[int, int] = (4000, 3000), seed: int = 7) -> bytes:
+    """A photo-like 12 MP image: smooth gradients, soft blobs, fine texture and noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        img[..., c] = 80 + 60 * np.sin(x / (300 + 90 * c)) + 50 * np.cos(y / (230 + 50 * c))
+    for _ in range(40):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(60, 500)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+        img += blob[..., None] * rng.uniform(-90, 90, 3)
+    img += 12 * np.sin(x / 3.1)[..., None] * np.sin(y / 4.7)[..., None]  # fine texture
+    img += rng.normal(0, 6, img.shape)
+    image = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    buffer = io.BytesIO()
+    if fmt == "HEIC":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        image.save(buffer, "HEIF", quality=85)
+    elif fmt == "PNG":
+        image.save(buffer, "PNG", compress_level=6)
+    else:
+        image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def screenshots(folder: Path) -> list[tuple[str, bytes]]:
+    return [(p.name, p.read_bytes()) for p in sorted(folder.glob("*.jpg"))]
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def quality(data: bytes, renditions: dict[str, bytes]) -> dict[str, dict]:
+    """Per rendition: dimensions vs the reference thumbnail's, PSNR vs the reference resize."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    checks = {}
+    for name, edge, _ in RENDITIONS:
+        expected = full.copy()
+        expected.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+        got = Image.open(io.BytesIO(renditions[name])).convert("RGB")
+        reference = full.resize(got.size, Image.Resampling.LANCZOS)
+        checks[name] = {
+            "size": got.size,
+            "reference_size": expected.size,
+            "same_size": got.size == expected.size,
+            "size_within_1px": all(abs(a - b) <= 1 for a, b in zip(got.size, expected.size)),
+            "psnr_db": round(_psnr(np.asarray(got), np.asarray(reference)), 2),
+        }
+    return checks
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run_set(
+    label: str, inputs: list[tuple[str, bytes]], methods: dict[str, Callable], rounds: int
+) -> dict:
+    """Time each method on each input, interleaved (rotating order), ``rounds`` times."""
+    seconds: dict[str, float] = defaultdict(float)
+    errors: dict[str, str] = {}
+    names = list(methods)
+    count = 0
+    for r in range(rounds):
+        for i, (_, data) in enumerate(inputs):
+            shift = (r + i) % len(names)
+            for name in names[shift:] + names[:shift]:
+                if name in errors:
+                    continue
+                started = time.perf_counter()
+                try:
+                    methods[name](data)
+                except Exception as exc:  # e.g. libvips without a HEVC decoder
+                    errors[name] = f"{exc.__class__.__name__}: {str(exc).strip()[:200]}"
+                    continue
+                seconds[name] += time.perf_counter() - started
+            count += 1
+    per_s = {n: count / seconds[n] for n in names if n not in errors and seconds[n] > 0}
+    # quality on the first few inputs
+    q: dict[str, list] = defaultdict(list)
+    for _, data in inputs[:3]:
+        for name in names:
+            if name not in errors:
+                q[name].append(quality(data, methods[name](data)))
+    summary = {}
+    for name in names:
+        if name in errors:
+            continue
+        checks = [c for per_image in q[name] for c in per_image.values()]
+        summary[name] = {
+            "all_same_size": all(c["same_size"] for c in checks),
+            "all_within_1px": all(c["size_within_1px"] for c in checks),
+            "min_psnr_db": min(c["psnr_db"] for c in checks),
+            "median_psnr_db": median([c["psnr_db"] for c in checks]),
+            "by_rendition_first_image": q[name][0],
+        }
+    return {
+        "label": label,
+        "images": len(inputs),
+        "rounds": rounds,
+        "images_per_s_per_core": per_s,
+        "errors": errors,
+        "quality": summary,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--screenshots", type=Path, default=DATASETS / "screenshots")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N screenshots")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--synthetic-rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    os.sched_setaffinity(0, {cpu})
+    methods: dict[str, Callable] = {"ours": ours, "naive": naive}
+    if pyvips is not None:
+        methods["libvips"] = vips
+        vips_version = f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
+        pyvips.cache_set_max(0)  # no operation cache: every call decodes
+        pyvips.concurrency_set(1)
+    else:
+        vips_version = ""
+        print(VIPS_ERROR)
+    ours(synthetic("JPEG", (400, 300)))  # import and warm up
+
+    sets = []
+    if args.screenshots.is_dir() and any(args.screenshots.glob("*.jpg")):
+        shots = screenshots(args.screenshots)
+        if args.limit:
+            shots = shots[: args.limit]
+        w, h = Image.open(io.BytesIO(shots[0][1])).size
+        sets.append(run_set(f"screenshots ({len(shots)} JPEG, {w}x{h})", shots, methods, args.rounds))
+    else:
+        print(f"screenshots skipped: {args.screenshots} not found (--screenshots DIR)")
+    for fmt in ("JPEG", "PNG", "HEIC"):
+        data = synthetic(fmt)
+        label = f"synthetic 4000x3000 {fmt} ({len(data) / 1e6:.1f} MB)"
+        sets.append(run_set(label, [(fmt, data)], methods, args.synthetic_rounds))
+
+    rows = []
+    met_all = True
+    for s in sets:
+        rate = s["images_per_s_per_core"]
+        o = rate.get("ours")
+        vs_naive = o / rate["naive"] if o and rate.get("naive") else None
+        vs_vips = o / rate["libvips"] if o and rate.get("libvips") else None
+        s["ratio_vs_naive"], s["ratio_vs_libvips"] = vs_naive, vs_vips
+        q = s["quality"].get("ours", {})
+        ok_naive = vs_naive is not None and vs_naive >= TARGET_VS_NAIVE
+        ok_vips = None if vs_vips is None else vs_vips >= TARGET_VS_VIPS
+        met_all = met_all and ok_naive and ok_vips is not False
+        vips_cell = (
+            f"{rate['libvips']:.2f}" if rate.get("libvips")
+            else ("error: " + s["errors"]["libvips"][:60] if "libvips" in s["errors"] else "n/a")
+        )
+        rows.append([
+            s["label"], f"{o:.2f}" if o else "error", f"{rate.get('naive', 0):.2f}", vips_cell,
+            f"{vs_naive:.1f}x ({verdict(ok_naive)})" if vs_naive else "-",
+            f"{vs_vips:.2f}x ({verdict(ok_vips)})" if vs_vips else "-",
+            f"{'yes' if q.get('all_same_size') else ('±1 px' if q.get('all_within_1px') else 'NO')}"
+            f", PSNR >= {q.get('min_psnr_db', float('nan')):.1f} dB",
+        ])
+    markdown = (
+        "### Thumbnails (images/s on one core; 3 renditions each)\n\n"
+        + table(["input", "ours", "naive Pillow", "libvips", "ours / naive (>= 3x)",
+                 "ours / libvips (>= 0.8x)", "ours: same size as reference, PSNR"], rows)
+        + f"\n{vips_version or VIPS_ERROR}. Quality: PSNR of each decoded rendition against a "
+        "full-decode LANCZOS resize to the same size (>= 40 dB: no visible loss; the encoders "
+        "are lossy at q80/q85, so the PSNR includes encoding loss).\n"
+    )
+    write_results(args.out, "thumbnails", {
+        "cpu_pinned": cpu, "libvips": vips_version or VIPS_ERROR,
+        "targets": {"vs_naive": TARGET_VS_NAIVE, "vs_libvips": TARGET_VS_VIPS},
+        "meets_targets": met_all, "sets": sets,
+    }, markdown)
+
+
+if __name__ == "__main__":
+    main()
