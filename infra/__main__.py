@@ -1,4 +1,7 @@
-"""Collections on AWS: one Pulumi program, one dependency graph per stack (see README.md, Deploying to AWS)."""
+"""Collections on AWS: one Pulumi program, one dependency graph per stack.
+
+See README.md, "Deploying to AWS".
+"""
 # ruff: noqa: E402  (the path bootstrap below must precede the project imports)
 
 import sys

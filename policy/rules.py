@@ -53,7 +53,13 @@ DEFAULT_ARCHITECTURE = "x86_64"
 DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
 DEFAULT_PRODUCTION_STACKS = ("prod",)
-DEFAULT_PUBLIC_ROUTES = ("GET /health", "GET /version", "GET /openapi.json", "GET /docs")
+DEFAULT_PUBLIC_ROUTES = (
+    "GET /health",
+    "GET /version",
+    "GET /openapi.json",
+    "GET /docs",
+    "GET /docs/static/{proxy+}",
+)
 AUTHORIZED_TYPES = ("JWT", "CUSTOM", "AWS_IAM")
 PUBLIC_ACCESS_SWITCHES = (
     "blockPublicAcls",

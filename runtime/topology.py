@@ -67,6 +67,7 @@ class Http:
         "GET /version",
         "GET /openapi.json",
         "GET /docs",
+        "GET /docs/static/{proxy+}",  # the docs page's script and styles
     )
 
 

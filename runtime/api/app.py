@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
+
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
 from runtime.api.context import ApiContext
@@ -52,7 +54,7 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
         version=API_VERSION,
         description=DESCRIPTION,
         openapi_tags=TAGS,
-        docs_url="/docs",
+        docs_url=None,  # served below from packaged assets: no CDN, works offline
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
         user_limiter=RateLimiter(rate) if rate else None,
     )
     install_error_handlers(app)
+    _install_docs(app)
     app.include_router(items.router)
     app.include_router(search.router)
     app.include_router(ops.router)
@@ -85,3 +88,28 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
             max_age=600,
         )
     return app
+
+
+DOCS_ASSETS_PATH = "/docs/static"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its script and styles from the fastapi-offline wheel."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_PATH}/favicon.png",
+        )

@@ -24,6 +24,12 @@ def test_health_and_version_are_public(api: Api) -> None:
     assert api.http.get("/openapi.json").json()["info"]["title"] == "Collections API"
     docs = api.http.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # the page's assets come from the app itself (no CDN: local mode works offline)
+    assert "cdn" not in docs.text and "https://" not in docs.text
+    for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
+        assert asset in docs.text
+        served = api.http.get(asset)
+        assert served.status_code == 200 and len(served.content) > 100_000, asset
 
 
 def test_version_comes_from_the_build(serve: Callable[..., Api]) -> None:

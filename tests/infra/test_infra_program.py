@@ -702,6 +702,7 @@ def test_routes_integration_and_stage(deployment: Deployment) -> None:
         "GET /version",
         "GET /openapi.json",
         "GET /docs",
+        "GET /docs/static/{proxy+}",
     }
     (integration,) = deployment.of_type("aws:apigatewayv2/integration:Integration")
     assert integration.inputs["integrationType"] == "AWS_PROXY"
