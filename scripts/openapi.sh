@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--check" ]; then
-  uv run --frozen --no-sync python -m runtime.api.openapi | diff -u openapi.json - \
+  ./.venv/bin/python -m runtime.api.openapi | diff -u openapi.json - \
     && echo "openapi.json is up to date"
 else
-  uv run --frozen --no-sync python -m runtime.api.openapi > openapi.json.tmp
+  ./.venv/bin/python -m runtime.api.openapi > openapi.json.tmp
   mv openapi.json.tmp openapi.json
   echo "wrote openapi.json"
 fi

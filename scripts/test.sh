@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-uv run --frozen --no-sync ruff check .
-uv run --frozen --no-sync pytest "$@"
+export PATH="$PWD/.venv/bin:$PATH"
+ruff check .
+pytest "$@"

@@ -239,10 +239,10 @@ Collections is running locally (started in {started_in}).
   demo user    {demo_user}  (password in {demo_credentials})
 
 In another shell:
-  uv run collections login          # signs in as the demo user
+  .venv/bin/collections login          # signs in as the demo user
 
-  uv run collections upload PATH... --wait
-  uv run collections search "what you remember"
+  .venv/bin/collections upload PATH... --wait
+  .venv/bin/collections search "what you remember"
 
 Ctrl-C stops everything; the data stays in .local/ for the next start.
 """
