@@ -25,8 +25,8 @@ else
     "$PYTHON" -m venv .tools
     .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
   fi
-  UV=.tools/bin/uv
+  UV="$PWD/.tools/bin/uv"
 fi
 "$UV" sync --frozen --python "$PYTHON" --quiet
 # Put the pinned uv where scripts/test.sh and scripts/dev.sh find it.
-ln -sf "$(command -v "$UV" || echo "$PWD/$UV")" .venv/bin/uv
+ln -sf "$(command -v "$UV")" .venv/bin/uv
