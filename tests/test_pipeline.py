@@ -15,6 +15,7 @@ from runtime.db.session import session_scope
 from runtime.domain.analysis import Analysis as AnalysisModel
 from runtime.domain.items import create_item
 from runtime.local.cloud import EventPump, LocalCloud, LocalContext, load_handler
+from runtime.local.worker import scheduled_event
 from runtime.topology import function
 from tests.conftest import dataset
 from tests.corpus import bad_image_corpus, sample_heic, sample_jpeg
@@ -303,7 +304,7 @@ def test_cleanup_fails_abandoned_items_and_removes_orphans(env: LocalCloud) -> N
             .values(status="processing", updated_at=past)
         )
 
-    report = invoke("cleanup", {"source": "aws.events", "detail-type": "Scheduled Event"})
+    report = invoke("cleanup", scheduled_event("collections-cleanup"))
     # orphans younger than the upload window are kept (an upload may be in flight)
     assert report["orphan_objects"] == 0
     assert report["abandoned_uploads"] == 1 and report["stuck_processing"] == 1

@@ -15,9 +15,11 @@ import os
 import re
 import signal
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from runtime.local.cloud import EventPump, LocalCloud, LocalContext, load_handler
+from runtime.local.cloud import REGION, EventPump, LocalCloud, LocalContext, load_handler
 from runtime.topology import FUNCTIONS, Schedule
 
 log = logging.getLogger("collections.worker")
@@ -68,11 +70,26 @@ def run(cloud: LocalCloud, *, schedules: bool) -> None:
 
 def _invoke_schedule(name: str) -> None:
     fn = next(f for f in FUNCTIONS if f.name == name)
-    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    event = scheduled_event(name)
     try:
         load_handler(fn)(event, LocalContext(fn.name, fn.memory_mb, fn.timeout_s))
     except Exception:
         log.exception("scheduled %s failed; it runs again at its next time", name)
+
+
+def scheduled_event(rule: str) -> dict:
+    """The event an EventBridge schedule delivers to its target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:000000000000:rule/{rule}"],
+        "detail": {},
+    }
 
 
 def main() -> None:
