@@ -1,0 +1,105 @@
+"""CLI pieces that the local end-to-end test does not reach: profiles from a deployed stack's
+outputs (through a stand-in `pulumi` on PATH), file selection, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from runtime.cli.commands import image_files
+from runtime.cli.main import main
+from runtime.cli.profiles import ProfileError, load_profile, profile_from_stack
+
+
+def fake_pulumi(tmp_path: Path, outputs: dict, monkeypatch: pytest.MonkeyPatch) -> Path:
+    calls = tmp_path / "calls.txt"
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!/bin/sh\necho \"$@\" >> {calls}\ncat <<'JSON'\n{json.dumps(outputs)}\nJSON\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_profile_from_stack_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTIONS_CONFIG_DIR", str(tmp_path / "config"))
+    calls = fake_pulumi(
+        tmp_path,
+        {
+            "apiUrl": "https://abc.execute-api.eu-west-1.amazonaws.com/",
+            "region": "eu-west-1",
+            "userPoolId": "eu-west-1_Pool",
+            "appClientId": "client123",
+            "bucketName": "b",
+        },
+        monkeypatch,
+    )
+    assert main(["profile", "from-stack", "prod", "--stack", "acme/collections/prod"]) == 0
+    assert calls.read_text().split() == [
+        "stack",
+        "output",
+        "--json",
+        "--stack",
+        "acme/collections/prod",
+    ]
+    profile = load_profile("prod")
+    assert profile.api_url == "https://abc.execute-api.eu-west-1.amazonaws.com"
+    assert (profile.region, profile.user_pool_id, profile.app_client_id) == (
+        "eu-west-1",
+        "eu-west-1_Pool",
+        "client123",
+    )
+    assert profile.cognito_endpoint is None  # the real Cognito
+    saved = tmp_path / "config" / "profiles.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+
+
+def test_profile_from_stack_names_a_missing_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_pulumi(tmp_path, {"apiUrl": "https://x", "userPoolId": "p"}, monkeypatch)
+    with pytest.raises(ProfileError, match="appClientId"):
+        profile_from_stack("dev", "dev")
+
+
+def test_unknown_profile_and_not_signed_in_have_their_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLLECTIONS_CONFIG_DIR", str(tmp_path))
+    assert main(["ls", "--profile", "nowhere"]) == 2
+    assert "no profile 'nowhere'" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "profile",
+                "set",
+                "p",
+                "--api-url",
+                "http://127.0.0.1:9",
+                "--region",
+                "us-east-1",
+                "--user-pool-id",
+                "x",
+                "--app-client-id",
+                "y",
+            ]
+        )
+        == 0
+    )
+    assert main(["ls", "--profile", "p"]) == 3
+    assert "not signed in" in capsys.readouterr().err
+
+
+def test_image_files_walks_folders_and_reports_other_files(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    for name in ("a/one.JPG", "a/two.heic", "a/notes.txt", "three.png", "readme.md"):
+        (tmp_path / name).write_bytes(b"x")
+    images, skipped = image_files([tmp_path / "a", tmp_path / "three.png", tmp_path / "readme.md"])
+    assert [p.name for p in images] == ["one.JPG", "two.heic", "three.png"]
+    assert [p.name for p in skipped] == ["readme.md"]  # named explicitly, so reported
