@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,20 @@ class DevOptions:
     visibility_timeout_s: int | None = None
 
 
+class PortInUse(RuntimeError):
+    pass
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def profile_file(data_dir: Path) -> Path:
     """Where ``collections dev`` tells the CLI how to reach it (the ``local`` profile)."""
     return data_dir / "dev.json"
@@ -53,6 +68,16 @@ class DevStack:
 
     def start(self) -> dict[str, str]:
         started = time.monotonic()
+        for flag, port in (
+            ("--port", self.options.api_port),
+            ("--aws-port", self.options.aws_port),
+            ("--postgres-port", self.options.postgres_port),
+        ):
+            if not port_is_free(port):
+                raise PortInUse(
+                    f"port {port} on 127.0.0.1 is in use (another `collections dev`?); "
+                    f"stop it or choose another with {flag}"
+                )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.postgres.start()
         database_url = self.postgres.create_database("collections")
@@ -210,6 +235,9 @@ def run(options: DevOptions) -> int:
     stack = DevStack(options)
     try:
         info = stack.start()
+    except PortInUse as error:
+        print(f"collections dev: {error}", file=sys.stderr)
+        return 2
     except BaseException:
         stack.stop()
         raise
