@@ -173,7 +173,23 @@ def write_summary(out: Path) -> str:
         "limits each unmet target are in `benchmarks/results/*.md`.\n\n" + body
     )
     (out / "summary.md").write_text(text)
+    update_readme(text)
     return text
+
+
+README = ROOT / "README.md"
+TABLE_START, TABLE_END = "<!-- performance-table:start -->", "<!-- performance-table:end -->"
+
+
+def update_readme(table_text: str) -> None:
+    """Put the summary between the README's performance-table markers."""
+    readme = README.read_text()
+    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README.md lacks the markers {TABLE_START} ... {TABLE_END}")
+    README.write_text(
+        readme[: start + len(TABLE_START)] + "\n" + table_text.strip() + "\n" + readme[end:]
+    )
 
 
 def main() -> None:
