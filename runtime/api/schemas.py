@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from runtime.db.models import ItemStatus
 from runtime.domain.search import SearchMode
 
 # No control characters (they end up in PostgreSQL text, which refuses NUL).
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339_only(value: object) -> object:
+    """The documented format only: pydantic alone would also take `0` (a Unix time) or a date."""
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2026-11-23T10:00:00Z")
+    return value
+
+
+Rfc3339DateTime = Annotated[datetime, BeforeValidator(_rfc3339_only)]
 
 
 class ImageContentType(StrEnum):

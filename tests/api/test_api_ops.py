@@ -176,3 +176,18 @@ def test_cors_from_configuration(serve: Callable[..., Api], alice: User) -> None
     assert "x-request-id" in response.headers["access-control-expose-headers"]
     other = api.http.get("/version", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_search_dates_must_be_rfc3339(api: Api, alice: User) -> None:
+    """`0` or a bare date would parse (a Unix time, midnight); only the documented form may."""
+    for bad in ("0", "1700000000", "2026-11-23", "yesterday", "2026-11-23T10:00"):
+        refused = api.http.get(
+            "/search", params={"q": "x", "created_from": bad}, headers=alice.headers()
+        )
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["error"]["code"] == "validation_error"
+    for good in ("2026-11-23T10:00:00Z", "2026-11-23T10:00:00.5+01:00"):
+        accepted = api.http.get(
+            "/search", params={"q": "x", "created_to": good}, headers=alice.headers()
+        )
+        assert accepted.status_code == 200, (good, accepted.text)

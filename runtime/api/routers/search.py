@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from runtime.api.context import ApiContext, api_context
 from runtime.api.deps import CurrentUser
 from runtime.api.errors import ApiError, responses
-from runtime.api.schemas import PRINTABLE, SearchResponse, SearchResult
+from runtime.api.schemas import PRINTABLE, Rfc3339DateTime, SearchResponse, SearchResult
 from runtime.api.urls import presigned_get
 from runtime.db.models import ItemStatus
 from runtime.db.session import session_scope
@@ -42,8 +41,12 @@ def search_items(
         Query(min_length=1, max_length=128, pattern=PRINTABLE, description="Exact, any case"),
     ] = None,
     status: Annotated[ItemStatus | None, Query(description="Only items in this status")] = None,
-    created_from: Annotated[datetime | None, Query(description="Created at or after")] = None,
-    created_to: Annotated[datetime | None, Query(description="Created before")] = None,
+    created_from: Annotated[
+        Rfc3339DateTime | None, Query(description="Created at or after (RFC 3339)")
+    ] = None,
+    created_to: Annotated[
+        Rfc3339DateTime | None, Query(description="Created before (RFC 3339)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
     cursor: Annotated[
         str | None,
