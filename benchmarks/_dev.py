@@ -7,15 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.local.postgres import SUPERUSER, free_port
-
-BANNER = "Collections is running locally"
+from runtime.local.postgres import SUPERUSER
+from runtime.local.spawn import spawn_dev
 
 
 @dataclass
@@ -81,39 +78,11 @@ def start_dev(
     workers: int = 2,
 ) -> DevProduct:
     """`collections dev`, offline providers (no API keys), free ports; waits for the banner."""
-    data_dir, log = scratch / "data", scratch / "dev.log"
-    api_port, aws_port, pg_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTIONS_")}
-    env.pop("ANTHROPIC_API_KEY", None)
-    env.pop("VOYAGE_API_KEY", None)
-    env.update(extra_env or {})
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runtime.cli.main",
-                "dev",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(api_port),
-                "--aws-port",
-                str(aws_port),
-                "--postgres-port",
-                str(pg_port),
-                "--workers",
-                str(workers),
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout_s
-    while BANNER not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"collections dev did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-    return DevProduct(process, data_dir, log, pg_port)
+    spawned = spawn_dev(
+        scratch / "data",
+        scratch / "dev.log",
+        workers=workers,
+        extra_env=extra_env,
+        timeout_s=timeout_s,
+    )
+    return DevProduct(spawned.process, spawned.data_dir, spawned.log, spawned.postgres_port)

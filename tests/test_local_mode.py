@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from runtime.local.cognito import LocalPool, create_user
-from runtime.local.postgres import free_port
+from runtime.local.spawn import spawn_dev
 from tests.conftest import dataset
 from tests.corpus import bad_image_corpus
 
@@ -60,39 +60,11 @@ class LocalProduct:
 
 
 def _start(data_dir: Path, log: Path) -> LocalProduct:
-    api_port, aws_port, pg_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTIONS_")}
-    env.pop("ANTHROPIC_API_KEY", None)
-    env.pop("VOYAGE_API_KEY", None)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runtime.cli.main",
-                "dev",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(api_port),
-                "--aws-port",
-                str(aws_port),
-                "--postgres-port",
-                str(pg_port),
-                "--attempt-timeout",
-                "5",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while "Collections is running locally" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"collections dev did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-    return LocalProduct(process, data_dir, log)
+    try:
+        spawned = spawn_dev(data_dir, log, attempt_timeout_s=5, timeout_s=START_TIMEOUT_S)
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    return LocalProduct(spawned.process, spawned.data_dir, spawned.log)
 
 
 def _stop(product: LocalProduct) -> None:

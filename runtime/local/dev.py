@@ -258,6 +258,7 @@ def run(options: DevOptions) -> int:
         print(f"stopped; data kept in {stack.data_dir}", flush=True)
 
 
+BANNER_FIRST_LINE = "Collections is running locally"
 BANNER = """
 Collections is running locally (started in {started_in}).
 

@@ -1,0 +1,76 @@
+"""Start `collections dev` as a child process on free ports and wait until it serves: for the
+end-to-end tests and the benchmarks, which drive the product the way a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.local.dev import BANNER_FIRST_LINE
+from runtime.local.postgres import free_port
+
+
+@dataclass
+class SpawnedDev:
+    process: subprocess.Popen
+    data_dir: Path
+    log: Path
+    postgres_port: int
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """What `collections dev` wrote for the CLI's `local` profile."""
+        return json.loads((self.data_dir / "dev.json").read_text())
+
+
+def spawn_dev(
+    data_dir: Path,
+    log: Path,
+    *,
+    workers: int = 2,
+    attempt_timeout_s: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout_s: float = 180,
+) -> SpawnedDev:
+    """`collections dev` with the offline providers (no API keys), on free loopback ports."""
+    api_port, aws_port, pg_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTIONS_")}
+    env.pop("ANTHROPIC_API_KEY", None)
+    env.pop("VOYAGE_API_KEY", None)
+    env.update(extra_env or {})
+    command = [
+        sys.executable,
+        "-m",
+        "runtime.cli.main",
+        "dev",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(api_port),
+        "--aws-port",
+        str(aws_port),
+        "--postgres-port",
+        str(pg_port),
+        "--workers",
+        str(workers),
+    ]
+    if attempt_timeout_s:
+        command += ["--attempt-timeout", str(attempt_timeout_s)]
+    already = log.read_text().count(BANNER_FIRST_LINE) if log.exists() else 0
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    while log.read_text().count(BANNER_FIRST_LINE) <= already:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"collections dev did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    return SpawnedDev(process, data_dir, log, pg_port)
