@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,7 +126,7 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 def add_items(
-    session: Session, embedder: object, user_id: str, specs: Sequence[dict]
+    session: Session, embedder: HashEmbedder, user_id: str, specs: Sequence[dict]
 ) -> list[uuid.UUID]:
     """Ready items with an analysis v1 and a search document each; ``specs`` hold analysis
     fields (headline, category, summary, extracted_text…) and optionally created_at/status."""
@@ -155,7 +156,7 @@ def add_items(
         items.append(item)
     session.flush()
     documents = [build_document(a) for a in analyses]
-    vectors = embedder.embed_documents([d.embedded_text for d in documents])  # type: ignore[attr-defined]
+    vectors = embedder.embed_documents([d.embedded_text for d in documents])
     for item, analysis, document, vector in zip(items, analyses, documents, vectors, strict=True):
         session.add(
             AnalysisRow(
@@ -173,12 +174,12 @@ def add_items(
     return [item.id for item in items]
 
 
-def all_pages(session: Session, embedder: object, limit: int, **kwargs: object) -> list[SearchPage]:
-    pages = [search(session, embedder, limit=limit, **kwargs)]  # type: ignore[arg-type]
+def all_pages(
+    session: Session, embedder: HashEmbedder, limit: int, **kwargs: Any
+) -> list[SearchPage]:
+    pages = [search(session, embedder, limit=limit, **kwargs)]
     while pages[-1].next_cursor:
-        pages.append(
-            search(session, embedder, limit=limit, cursor=pages[-1].next_cursor, **kwargs)  # type: ignore[arg-type]
-        )
+        pages.append(search(session, embedder, limit=limit, cursor=pages[-1].next_cursor, **kwargs))
         assert len(pages) < 100
     return pages
 
