@@ -18,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime.local.cloud import bootstrap
 from runtime.local.cognito import ensure_pool, ensure_user
@@ -105,6 +106,15 @@ class DevStack:
             ),
             "COLLECTIONS_LOCAL_CLOUD": json.dumps(asdict(cloud)),
         }
+        providers = {
+            "analyzer": _provider_label(
+                env, "ANTHROPIC_API_KEY", "Claude (Anthropic API)", "offline (OCR + heuristics)"
+            ),
+            "embedder": _provider_label(
+                env, "VOYAGE_API_KEY", "Voyage AI", "offline (all-MiniLM-L6-v2)"
+            ),
+        }
+        store_api_keys(cloud.client("ssm"), env, stack=STACK)
         self._migrate(env)
         api_url = f"http://127.0.0.1:{self.options.api_port}"
         self.children.append(
@@ -143,12 +153,7 @@ class DevStack:
             "demo_user": demo.username,
             "demo_credentials": str(self.data_dir / "demo-user.json"),
             "started_in": f"{time.monotonic() - started:.1f} s",
-            "analyzer": _provider_label(
-                env, "ANTHROPIC_API_KEY", "Claude (Anthropic API)", "offline (OCR + heuristics)"
-            ),
-            "embedder": _provider_label(
-                env, "VOYAGE_API_KEY", "Voyage AI", "offline (all-MiniLM-L6-v2)"
-            ),
+            **providers,
         }
 
     def _migrate(self, env: dict[str, str]) -> None:
@@ -220,6 +225,22 @@ class DevStack:
             self.emulator.stop()
         finally:
             self.postgres.stop()
+
+
+API_KEYS = {"ANTHROPIC_API_KEY": "anthropicApiKey", "VOYAGE_API_KEY": "voyageApiKey"}
+
+
+def store_api_keys(ssm: Any, env: dict[str, str], *, stack: str) -> None:
+    """As on AWS: each key present becomes an SSM SecureString (/collections/<stack>/<name>),
+    the processes get the parameter's name, and the value leaves their environment."""
+    for variable, name in API_KEYS.items():
+        value = env.pop(variable, "").strip()
+        if not value:
+            continue
+        parameter = f"/collections/{stack}/{name}"
+        ssm.put_parameter(Name=parameter, Value=value, Type="SecureString", Overwrite=True)
+        setting = "ANTHROPIC" if variable.startswith("ANTHROPIC") else "VOYAGE"
+        env[f"COLLECTIONS_{setting}_API_KEY_PARAM"] = parameter
 
 
 def _provider_label(env: dict[str, str], key: str, real: str, offline: str) -> str:
