@@ -7,25 +7,14 @@ import json
 import os
 import signal
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.local.postgres import SUPERUSER
-from runtime.local.spawn import spawn_dev
+from runtime.local.spawn import SpawnedDev, spawn_dev
 
 
-@dataclass
-class DevProduct:
-    process: subprocess.Popen
-    data_dir: Path
-    log: Path
-    postgres_port: int
-
-    @property
-    def profile(self) -> dict[str, Any]:
-        return json.loads((self.data_dir / "dev.json").read_text())
-
+class DevProduct(SpawnedDev):
     @property
     def api_url(self) -> str:
         return self.profile["api_url"]

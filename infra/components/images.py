@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -25,6 +26,7 @@ from infra import IMAGES_DIR, REPO_ROOT
 from infra.build import BuildInfo, build_platform
 from infra.config import ImagesConfig
 from infra.references import (
+    Check,
     equals,
     is_digest,
     is_repository_url,
@@ -269,7 +271,7 @@ class PromotedImage(pulumi.ComponentResource):
         self.platform = build_platform(architecture)
         self.source = reference(f"{name}-source", source_stack, parent=self)
 
-        def output(key: str, check):  # type: ignore[no-untyped-def]
+        def output(key: str, check: Check) -> pulumi.Output[Any]:
             return require_output(
                 self.source, key, stack=source_stack, setting="imagesFromStack", check=check
             )

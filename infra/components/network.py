@@ -11,12 +11,14 @@ and only the functions' security group is created here, in that VPC.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
 from infra.config import NetworkConfig
-from infra.references import is_vpc_id, reference, require_output, subnet_ids
+from infra.references import Check, is_vpc_id, reference, require_output, subnet_ids
 
 # Gateway endpoints cost nothing and keep S3/DynamoDB traffic off the NAT gateway.
 GATEWAY_ENDPOINT_SERVICES = ("s3", "dynamodb")
@@ -89,7 +91,7 @@ class Network(pulumi.ComponentResource):
         self.vpc = None
         self.source = reference(f"{name}-source", stack, parent=self)
 
-        def output(key: str, check):  # type: ignore[no-untyped-def]
+        def output(key: str, check: Check) -> pulumi.Output[Any]:
             return require_output(
                 self.source, key, stack=stack, setting="networkStack", check=check
             )

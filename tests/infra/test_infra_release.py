@@ -165,7 +165,8 @@ def test_aliases_from_the_table_reach_the_options(monkeypatch: pytest.MonkeyPatc
     opts = options_for("bucket", protect=True, name="storage-bucket")
     assert opts.aliases == [alias] and opts.protect and opts.retain_on_delete
     assert options_for("bucket", protect=True, name="other").aliases is None
-    assert component_options("store").aliases[0].name == "storage"  # type: ignore[index]
+    store_aliases = component_options("store").aliases
+    assert store_aliases is not None and store_aliases[0].name == "storage"
     assert component_options("storage").aliases is None
 
 
