@@ -162,14 +162,30 @@ def test_small_image_is_never_upscaled() -> None:
     assert [(r.width, r.height) for r in result.renditions] == [(200, 120)] * 3
 
 
-def test_custom_sizes_and_extreme_aspect_ratio() -> None:
+def test_custom_sizes_and_a_long_strip_padded_for_analysis() -> None:
     data = encode(sample_image(3000, 40), "PNG")
     result = process_image(data, thumbnail_sizes=(64, 512), analysis_max_edge=800)
     assert [(r.name, r.width, r.height) for r in result.renditions] == [
         ("thumb_64", 64, 1),
         ("thumb_512", 512, 7),
-        ("analysis", 800, 11),
+        ("analysis", 800, 200),  # 800x11 of picture, centred on white: at most 4:1
     ]
+    analysis = decode(rendition(result, "analysis"))
+    assert analysis.getpixel((400, 5)) == (255, 255, 255)
+    assert analysis.getpixel((400, 100)) != (255, 255, 255)
+
+
+@pytest.mark.parametrize("size", [(101, 1), (1, 101), (20_000, 1), (1, 20_000), (5050, 50)])
+def test_extreme_aspect_ratios_are_refused(size: tuple[int, int]) -> None:
+    with pytest.raises(BadImage) as caught:
+        process_image(encode(Image.new("RGB", size, (90, 90, 90)), "PNG"))
+    assert caught.value.reason == "extreme_aspect_ratio"
+    assert f"{size[0]}x{size[1]}" in caught.value.detail
+
+
+def test_the_largest_accepted_aspect_ratio_is_padded_for_analysis() -> None:
+    result = process_image(encode(Image.new("RGB", (1, 100), (0, 0, 0)), "PNG"))
+    assert [(r.width, r.height) for r in result.renditions] == [(1, 100), (1, 100), (25, 100)]
 
 
 def test_bad_arguments_are_value_errors() -> None:
@@ -296,16 +312,71 @@ def test_corpus_covers_every_reason() -> None:
         "decompression_bomb",
         "unsupported_format",
         "undecodable_image",
-        "corrupt_metadata",
+        "extreme_aspect_ratio",
     }
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
 @pytest.mark.filterwarnings("ignore:Tag data larger than file")
-def test_garbage_exif_is_refused_with_its_own_reason() -> None:
+def test_garbage_exif_costs_the_orientation_not_the_picture() -> None:
+    result = process_image(garbage_exif_jpeg())
+    assert (result.width, result.height) == (640, 480)
+    assert [w.code for w in result.warnings] == ["exif_unreadable"]
+    assert "orientation is not applied" in result.warnings[0].detail
+    assert_well_formed(result)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_truncated_exif_keeps_the_pixels_unrotated() -> None:
+    """Orientation 6 in an EXIF block cut short: the picture as stored, and a warning."""
+    source = sample_image(640, 480, seed=15)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    exif[0x010F] = "Phone"
+    data = encode(source, "JPEG", quality=95, exif=exif.tobytes()[:20])
+    result = process_image(data)
+    assert (result.width, result.height) == (640, 480)
+    assert [w.code for w in result.warnings] == ["exif_unreadable"]
+    thumb = rendition(result, "thumb_256")
+    assert psnr(decode(thumb), source.resize((thumb.width, thumb.height), LANCZOS)) > 28
+
+
+def test_a_readable_exif_gives_no_warning() -> None:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    result = process_image(encode(sample_image(400, 300), "JPEG", exif=exif.tobytes()))
+    assert result.warnings == ()
+    assert (result.width, result.height) == (300, 400)
+
+
+def test_png_text_chunks_are_dropped_before_decoding() -> None:
+    """Compressed text that would decompress to 50 MB is never expanded."""
+    from tests.corpus import hostile_corpus
+
+    data, _expected = hostile_corpus()["text-chunks-50mb.png"]
+    assert data.count(b"zTXt") == 50
+    result = process_image(data)
+    assert (result.width, result.height) == (600, 400)
+    plain = process_image(sample_png(seed=2))
+    assert [r.data for r in result.renditions] == [r.data for r in plain.renditions]
+
+
+@pytest.mark.parametrize("name", ["claims-65000.png", "claims-65000.webp"])
+def test_sizes_claimed_by_headers_are_refused_before_any_decoder_runs(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.domain import images
+    from tests.corpus import hostile_corpus
+
+    def no_decoder(*_: object) -> None:
+        raise AssertionError("a decoder was created for an oversized header")
+
+    monkeypatch.setattr(images, "_open", no_decoder)
+    data, _expected = hostile_corpus()[name]
     with pytest.raises(BadImage) as caught:
-        process_image(garbage_exif_jpeg())
-    assert caught.value.reason == "corrupt_metadata"
+        process_image(data)
+    assert caught.value.reason == "decompression_bomb"
+    assert "65000x65000" in caught.value.detail
 
 
 def test_bomb_is_rejected_from_the_header_against_max_pixels() -> None:

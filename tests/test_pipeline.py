@@ -18,7 +18,7 @@ from runtime.local.cloud import EventPump, LocalCloud, LocalContext, load_handle
 from runtime.local.worker import scheduled_event
 from runtime.topology import function
 from tests.conftest import dataset
-from tests.corpus import bad_image_corpus, sample_heic, sample_jpeg
+from tests.corpus import bad_image_corpus, hostile_corpus, sample_heic, sample_jpeg
 from tests.events import eventbridge_event, s3_object_created
 from tests.fakes.model_server import FakeModelServer
 
@@ -234,6 +234,20 @@ def test_bad_file_fails_its_item_with_its_reason(
     assert failed.failure_reason.startswith(reason), failed.failure_reason
     assert pump.failures == 0, "a bad file must not raise (it would be retried)"
     assert analyses_of(item) == []
+
+
+def test_unreadable_exif_keeps_the_picture_with_a_warning(
+    claude: FakeModelServer, env: LocalCloud, pump: EventPump
+) -> None:
+    data, expected = hostile_corpus()["exif-truncated-ifd.jpg"]
+    item = new_item(name="from-a-chat.jpg")
+    upload(env, item, data)
+    pump.drain()
+    done = reload(item)
+    assert done.status == "ready", done.failure_reason
+    assert (done.width, done.height) == expected.size
+    assert [w["code"] for w in done.warnings] == ["exif_unreadable"]
+    assert "orientation is not applied" in done.warnings[0]["detail"]
 
 
 def test_heic_photo_is_processed(claude: FakeModelServer, env: LocalCloud, pump: EventPump) -> None:

@@ -72,6 +72,11 @@ class Failure(BaseModel):
     reason: str | None = Field(description="Why, e.g. `not_an_image: …`")
 
 
+class ItemWarning(BaseModel):
+    code: str = Field(description="e.g. `exif_unreadable`")
+    detail: str = Field(description="What was wrong and what was done instead")
+
+
 class ItemSummary(BaseModel):
     id: uuid.UUID
     status: ItemStatus
@@ -88,6 +93,13 @@ class ItemSummary(BaseModel):
     updated_at: datetime
     ready_at: datetime | None
     failure: Failure | None = Field(description="Set when status is `failed`")
+    warnings: list[ItemWarning] = Field(
+        default_factory=list,
+        description=(
+            "Problems with the file that did not stop it from being processed, e.g. "
+            "`exif_unreadable` (the picture is kept; its EXIF orientation is not applied)"
+        ),
+    )
     thumbnail_url: str | None = Field(
         description="Short-lived presigned GET URL of the small thumbnail, once it exists"
     )

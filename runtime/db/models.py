@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -71,6 +72,10 @@ class Item(Base):
     original_key: Mapped[str] = mapped_column(String(1024), nullable=False)
     # rendition name -> S3 key, e.g. {"thumb_256": "users/…/derived/thumb_256.webp"}
     derived_keys: Mapped[dict[str, str]] = mapped_column(JSONB, nullable=False, default=dict)
+    # Problems that did not stop processing: [{"code": "exif_unreadable", "detail": "..."}]
+    warnings: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default=text("'[]'::jsonb")
+    )
 
     # Bumped for every analysis requested (first processing, re-analysis); events carry it so a
     # stale or redelivered event can be recognised.

@@ -10,13 +10,24 @@ Reason codes (``BadImage.reason``):
 - ``not_an_image``: the bytes are not an image Pillow can identify (text, HTML, a zip...).
 - ``unsupported_format``: a valid image in a format we do not accept (BMP, TIFF, AVIF...).
 - ``decompression_bomb``: the header announces more than ``max_pixels`` pixels; detected from
-  the header before any pixel is decoded.
+  the header before any pixel is decoded (for PNG, GIF and WebP from the bytes themselves,
+  before a decoder is even created: libwebp allocates its canvas when it opens a file).
+- ``extreme_aspect_ratio``: one edge is more than ``MAX_ASPECT_RATIO`` times the other (a
+  20000x1 line): no rendition of it would show anything.
 - ``truncated_image``: the file ends before the image data does.
 - ``undecodable_image``: anything else the decoder rejects (corrupt data, decoder errors).
 
-- ``corrupt_metadata``: the file carries an EXIF block that cannot be parsed. Such a file is
-  refused rather than guessed at: its orientation (and so every rendition and the analysis) would
-  be unknowable, and a broken metadata block is also a classic carrier of parser exploits.
+Metadata problems do not cost the picture: an EXIF block that cannot be parsed (truncated by a
+messaging app, garbage) leaves the pixels as stored (no rotation) and adds an
+``ImageWarning("exif_unreadable", ...)`` to the result (a HEIF's own rotation, in its container
+rather than in EXIF, still applies), which the pipeline records on the item.
+
+Bounded work: besides ``max_pixels`` and the aspect ratio, PNG text chunks (tEXt, zTXt, iTXt:
+nothing a rendition keeps) are dropped before decoding, so compressed text cannot expand in
+memory; only the first frame of an animation is decoded; and the analysis derivative is padded
+with white to an aspect ratio of at most ``ANALYSIS_MAX_ASPECT`` so that what the model or the
+OCR sees is never a sliver (OCR engines upscale the short side: a 1568x1 strip became a
+gigabyte-sized tensor).
 
 Speed: a JPEG is decoded at a reduced DCT scale (``Image.draft``) when the largest rendition is
 at most half its size; the largest rendition is resized first (``reduce`` + LANCZOS, as with
@@ -48,7 +59,20 @@ from PIL import ExifTags, Image, ImageFile
 
 from runtime.domain.errors import PermanentError
 
-__all__ = ["BadImage", "ProcessedImage", "Rendition", "process_image"]
+__all__ = [
+    "ANALYSIS_MAX_ASPECT",
+    "MAX_ASPECT_RATIO",
+    "BadImage",
+    "ImageWarning",
+    "ProcessedImage",
+    "Rendition",
+    "process_image",
+]
+
+# Beyond this ratio of long to short edge an image is refused (``extreme_aspect_ratio``).
+MAX_ASPECT_RATIO = 100
+# The analysis derivative is padded (white) to at most this ratio.
+ANALYSIS_MAX_ASPECT = 4
 
 # Encoding settings. WebP method 2 encodes about twice as fast as the default (4) for ~3% more
 # bytes at the same quality setting (method 0: faster still, but ~20% more bytes).
@@ -142,12 +166,21 @@ class Rendition:
 
 
 @dataclass(frozen=True)
+class ImageWarning:
+    """Something wrong with the file that did not stop it from being processed."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class ProcessedImage:
     format: str
     content_type: str
     width: int
     height: int
     renditions: tuple[Rendition, ...]
+    warnings: tuple[ImageWarning, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,23 +222,35 @@ def process_image(
     if not data:
         raise BadImage("empty_file", "the upload has zero bytes")
     fmt = _detect_format(data)
+    declared = _header_size(data, fmt)
+    if declared is not None:
+        _check_shape(declared, max_pixels)
+    if fmt.name == "PNG":
+        data = _without_png_text(data)
     source = _Source(data)
     with _decoder_errors(source, fmt):
         image = _open(source, fmt)
         raw_size = image.size
-        _check_pixels(raw_size, max_pixels)
+        _check_shape(raw_size, max_pixels)
         largest = _fit(raw_size, targets[0].edge)
         box = _draft(image, largest) if fmt.name == "JPEG" else None
         image.load()
         _check_complete(source, fmt)
-        orientation = _orientation(image)
+        orientation, warnings_found = _orientation(image)
         icc = _rgb_icc_profile(image)
         first = _resize(_working_image(image), largest, box)
     width, height = _oriented(raw_size, orientation)
     first = _apply_orientation(first, orientation)
     by_name = _render(first, (width, height), targets, icc)
     order = [*(f"thumb_{size}" for size in thumbnail_sizes), "analysis"]
-    return ProcessedImage(fmt.name, fmt.mime, width, height, tuple(by_name[n] for n in order))
+    return ProcessedImage(
+        fmt.name,
+        fmt.mime,
+        width,
+        height,
+        tuple(by_name[n] for n in order),
+        warnings_found,
+    )
 
 
 # --------------------------------------------------------------------------- arguments
@@ -314,13 +359,73 @@ def _open(source: _Source, fmt: _Format) -> ImageFile.ImageFile:
     return image
 
 
-def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+def _check_shape(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
         raise BadImage(
             "decompression_bomb",
             f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}",
         )
+    if min(width, height) < 1:
+        raise BadImage("undecodable_image", f"the header declares a {width}x{height} image")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise BadImage(
+            "extreme_aspect_ratio",
+            f"{width}x{height}: one edge is more than {MAX_ASPECT_RATIO} times the other",
+        )
+
+
+def _header_size(data: bytes, fmt: _Format) -> tuple[int, int] | None:
+    """The size the file's header declares, read from the bytes (None: not read here).
+
+    Checked before any decoder sees the file: libwebp's demuxer allocates a canvas of the
+    declared size when it opens a file, before Pillow could check anything.
+    """
+    if fmt.name == "PNG" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if fmt.name == "GIF" and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if fmt.name == "WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            width = 1 + int.from_bytes(data[24:27], "little")
+            height = 1 + int.from_bytes(data[27:30], "little")
+            return width, height
+        if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+            width, height = struct.unpack("<HH", data[26:30])
+            return width & 0x3FFF, height & 0x3FFF
+        if chunk == b"VP8L" and data[20] == 0x2F:
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
+_PNG_TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+
+
+def _without_png_text(data: bytes) -> bytes:
+    """The PNG without its text chunks (nothing a rendition keeps; zTXt/iTXt would otherwise
+    be decompressed into memory). Malformed chunk structure is left for the decoder to judge."""
+    offset = 8
+    kept = [data[:8]]
+    dropped = False
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        end = offset + 12 + length
+        if end > len(data):
+            break
+        if kind in _PNG_TEXT_CHUNKS:
+            dropped = True
+        else:
+            kept.append(data[offset:end])
+        offset = end
+        if kind == b"IEND":
+            break
+    if not dropped:
+        return data
+    kept.append(data[offset:])
+    return b"".join(kept)
 
 
 def _draft(image: ImageFile.ImageFile, size: tuple[int, int]) -> _Box | None:
@@ -405,11 +510,15 @@ def _looks_truncated(exc: Exception, source: _Source, fmt: _Format) -> bool:
     return fmt.name == "HEIF" and _box_overruns(source.data)
 
 
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1-8), 1 when there is none; an unreadable EXIF block is refused."""
+def _orientation(image: Image.Image) -> tuple[int, tuple[ImageWarning, ...]]:
+    """The EXIF orientation (1-8), 1 when there is none.
+
+    An unreadable EXIF block costs its orientation, not the picture: the pixels are used as
+    stored and a warning says why they may be sideways.
+    """
     raw = image.info.get("exif")
     if raw and not _has_tiff_header(raw):
-        raise BadImage("corrupt_metadata", "the EXIF block has no valid TIFF header")
+        return 1, (_exif_warning("the EXIF block has no valid TIFF header"),)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -422,12 +531,14 @@ def _orientation(image: Image.Image) -> int:
                 else image.getexif().get(ExifTags.Base.Orientation, 1)
             )
         except _EXIF_ERRORS as error:
-            raise BadImage(
-                "corrupt_metadata", f"unreadable EXIF block ({type(error).__name__})"
-            ) from error
+            return 1, (_exif_warning(f"unreadable EXIF block ({type(error).__name__})"),)
     if raw and caught:
-        raise BadImage("corrupt_metadata", f"unreadable EXIF block ({caught[0].message})")
-    return value if isinstance(value, int) and value in _ORIENTATION_FIX else 1
+        return 1, (_exif_warning(f"unreadable EXIF block ({caught[0].message})"),)
+    return (value if isinstance(value, int) and value in _ORIENTATION_FIX else 1), ()
+
+
+def _exif_warning(problem: str) -> ImageWarning:
+    return ImageWarning("exif_unreadable", f"{problem}; its EXIF orientation is not applied")
 
 
 def _has_tiff_header(raw: bytes) -> bool:
@@ -574,14 +685,23 @@ def _render(
     """Each target resized from the previous (larger) one, encoded while the next resizes."""
     pool = _pool()
     pending: dict[str, Future[Rendition]] = {}
+    submitted: set[int] = set()
     current = first
     for target in targets:
         current = _resize(current, _fit(size, target.edge))
+        output = current
+        if target.encoder == "JPEG":  # the analysis derivative
+            output = _pad_to_aspect(current, ANALYSIS_MAX_ASPECT)
+        if id(output) in submitted:
+            # Not resized (the image is smaller than this target too). Pillow's save keeps
+            # per-call state on the image object, so two encoders must not share one.
+            output = output.copy()
+        submitted.add(id(output))
         if pool is None:
             pending[target.name] = Future()
-            pending[target.name].set_result(_encode(current, target, icc))
+            pending[target.name].set_result(_encode(output, target, icc))
         else:
-            pending[target.name] = pool.submit(_encode, current, target, icc)
+            pending[target.name] = pool.submit(_encode, output, target, icc)
     return {name: job.result() for name, job in pending.items()}
 
 
@@ -598,6 +718,21 @@ def _encode(image: Image.Image, target: _Target, icc: bytes | None) -> Rendition
         content_type = "image/jpeg"
     width, height = image.size
     return Rendition(target.name, buffer.getvalue(), content_type, width, height)
+
+
+def _pad_to_aspect(image: Image.Image, max_aspect: int) -> Image.Image:
+    """``image`` centred on a white canvas whose long edge is at most ``max_aspect`` times its
+    short edge (unchanged when it already is)."""
+    width, height = image.size
+    short = -(-max(width, height) // max_aspect)  # ceil
+    if min(width, height) >= short:
+        return image
+    canvas_size = (width, short) if width >= height else (short, height)
+    mode = "RGBA" if image.mode in ("RGBa", "RGBA") else "RGB"
+    source = image.convert("RGBA") if image.mode == "RGBa" else image
+    canvas = Image.new(mode, canvas_size, (*_WHITE, 255) if mode == "RGBA" else _WHITE)
+    canvas.paste(source, ((canvas_size[0] - width) // 2, (canvas_size[1] - height) // 2))
+    return canvas
 
 
 def _on_white(image: Image.Image) -> Image.Image:

@@ -95,6 +95,7 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
             sha256=hashlib.sha256(data).hexdigest(),
             byte_size=len(data),
             derived_keys=derived,
+            warnings=[{"code": w.code, "detail": w.detail} for w in processed.warnings],
             generation=item.generation + 1,
         )
         if not moved:

@@ -97,7 +97,7 @@ def test_presigned_upload_becomes_ready_and_is_found_by_search(
     assert detail["category"] == "Travel" and detail["headline"] == DEFAULT_ANALYSIS["headline"]
     assert detail["analysis"]["version"] == 1 and detail["analysis"]["provider"] == "anthropic"
     assert detail["analysis"]["result"]["summary"] == DEFAULT_ANALYSIS["summary"]
-    assert detail["failure"] is None and detail["ready_at"]
+    assert detail["failure"] is None and detail["ready_at"] and detail["warnings"] == []
     urls = detail["urls"]
     assert set(urls["thumbnails"]) == {"thumb_256", "thumb_1024"}
     assert httpx.get(urls["original"]).content == data

@@ -98,6 +98,7 @@ def _summary(
         "updated_at": item.updated_at,
         "ready_at": item.ready_at,
         "failure": failure,
+        "warnings": item.warnings or [],
         "thumbnail_url": (
             presigned_get(ctx.s3(), bucket=_bucket(ctx), key=thumbnail) if thumbnail else None
         ),
