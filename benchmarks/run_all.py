@@ -66,10 +66,14 @@ def summary_rows(out: Path) -> list[list[str]]:
     r = load(out, "cold_start")
     if r:
         for name, f in r["functions"].items():
+            wall = f.get("median_wall_s")
+            eager = f.get("ready_plus_first_use_cpu_s")
             rows.append(
                 [
-                    f"Cold start: {name}",
-                    f"{f['median_s']:.2f} s",
+                    f"Cold start: {name} (Python {r.get('python', '3.11')})",
+                    f"{f['median_s']:.2f} s CPU"
+                    + (f" ({wall:.2f} s wall)" if wall else "")
+                    + (f"; with first use's imports {eager:.2f} s" if eager else ""),
                     f"<= {f['target_s']:g} s",
                     verdict(f["meets_target"]),
                 ]
@@ -152,12 +156,15 @@ def summary_rows(out: Path) -> list[list[str]]:
         )
     r = load(out, "cost")
     if r:
+        target = r.get("target_usd_per_1000_images")
+        without = r.get("total_usd_without_prompt_cache")
         rows.append(
             [
-                "Cost per 1,000 images (AWS)",
-                f"${r['total_usd_per_1000_images']:.2f}",
-                "(no target)",
-                "estimated",
+                "Model cost per 1,000 images (AWS, list prices)",
+                f"${r['total_usd_per_1000_images']:.2f}"
+                + (f" (${without:.2f} without prompt caching)" if without else ""),
+                f"<= ${target:g}" if target else "(no target)",
+                verdict(r["meets_target"]) if target else "estimated",
             ]
         )
     return rows

@@ -12,12 +12,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -27,7 +29,7 @@ from runtime.config import Settings
 from runtime.domain.analysis import Analysis, analysis_tool_schema
 from runtime.domain.errors import PermanentError, TransientError
 from runtime.providers import factory
-from runtime.providers.anthropic_analyzer import AnthropicAnalyzer
+from runtime.providers.anthropic_analyzer import SYSTEM_PROMPT, AnthropicAnalyzer
 from runtime.providers.base import AnalysisResult, Analyzer, Embedder
 from runtime.providers.voyage_embedder import VoyageEmbedder
 from tests.conftest import DATASETS, dataset
@@ -189,6 +191,57 @@ def test_anthropic_analysis_succeeds_and_sends_a_valid_request(
     auth = request.headers.get("x-api-key") or request.headers.get("authorization", "")
     assert ANTHROPIC_KEY in auth
     assert ANTHROPIC_KEY not in caplog.text
+
+
+def test_anthropic_prompt_and_tool_schema_are_cached_across_images(
+    server: FakeModelServer, keys: None
+) -> None:
+    analyzer = anthropic_analyzer(server)
+    first = analyzer.analyze(jpeg(1000, 1568), "image/jpeg")
+    second = analyzer.analyze(jpeg(800, 1200, "black"), "image/jpeg")
+    assert server.problems == []
+
+    body = server.requests_to(MESSAGES)[0].body
+    assert body["system"] == [
+        {"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}
+    ]
+    # The first image writes the shared prefix (tool schema + system prompt), the second reads
+    # it; the image and the instruction after the breakpoint are never cached.
+    prefix = first.cache_creation_input_tokens
+    assert prefix > 1024 and first.cache_read_input_tokens == 0
+    assert (second.cache_creation_input_tokens, second.cache_read_input_tokens) == (0, prefix)
+    image_tokens = math.ceil(1000 * 1568 / 750), math.ceil(800 * 1200 / 750)
+    assert first.input_tokens - second.input_tokens == image_tokens[0] - image_tokens[1]
+    assert second.input_tokens < image_tokens[1] + 100
+
+
+def test_the_fake_caches_nothing_below_the_models_minimum(
+    server: FakeModelServer, keys: None
+) -> None:
+    server.anthropic_model = "claude-haiku-4-5"  # minimum cacheable prefix: 4,096 tokens
+    analyzer = anthropic_analyzer(server, anthropic_model="claude-haiku-4-5")
+    results = [analyzer.analyze(jpeg(), "image/jpeg") for _ in range(2)]
+    assert server.problems == []
+    assert all(r.cache_creation_input_tokens == r.cache_read_input_tokens == 0 for r in results)
+    assert results[0].input_tokens > 1024 + math.ceil(1000 * 1568 / 750)
+
+
+@pytest.mark.parametrize(
+    "control", [{"type": "persistent"}, {"type": "ephemeral", "ttl": "1d"}, "ephemeral"]
+)
+def test_the_fake_rejects_a_malformed_cache_control(
+    server: FakeModelServer, keys: None, control: object
+) -> None:
+    analyzer = anthropic_analyzer(server)
+    with (
+        patch(
+            "runtime.providers.anthropic_analyzer._system_blocks",
+            return_value=[{"type": "text", "text": SYSTEM_PROMPT, "cache_control": control}],
+        ),
+        pytest.raises(PermanentError),
+    ):
+        analyzer.analyze(jpeg(), "image/jpeg")
+    assert any("cache_control" in problem for problem in server.problems)
 
 
 def test_anthropic_analysis_accepts_png(server: FakeModelServer, keys: None) -> None:

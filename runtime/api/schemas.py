@@ -132,7 +132,9 @@ class AnalysisVersion(BaseModel):
     generation: int
     provider: str = Field(description="`anthropic`, or `local` for the offline analyzer")
     model: str
-    input_tokens: int
+    input_tokens: int = Field(description="Input tokens billed at the full price (not cached)")
+    cache_creation_input_tokens: int = Field(description="Input tokens written to the prompt cache")
+    cache_read_input_tokens: int = Field(description="Input tokens read from the prompt cache")
     output_tokens: int
     latency_ms: int
     created_at: datetime

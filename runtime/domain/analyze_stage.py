@@ -54,6 +54,8 @@ def analyze_item(pipeline: Pipeline, event: ImageProcessed | AnalysisRequested) 
             "provider": result.provider,
             "model": result.model,
             "input_tokens": result.input_tokens,
+            "cache_creation_input_tokens": result.cache_creation_input_tokens,
+            "cache_read_input_tokens": result.cache_read_input_tokens,
             "output_tokens": result.output_tokens,
             "latency_ms": result.latency_ms,
         }
@@ -87,6 +89,9 @@ def analyze_item(pipeline: Pipeline, event: ImageProcessed | AnalysisRequested) 
                 provider=result["provider"],
                 model=result["model"],
                 input_tokens=result["input_tokens"],
+                # .get: a result stored by the call guard before these counts were recorded
+                cache_creation_input_tokens=result.get("cache_creation_input_tokens", 0),
+                cache_read_input_tokens=result.get("cache_read_input_tokens", 0),
                 output_tokens=result["output_tokens"],
                 latency_ms=result["latency_ms"],
             )

@@ -6,15 +6,15 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from runtime.config import Settings
-from runtime.domain.items import fail_item, get_item
 from runtime.domain.ports import BlobStore, EventPublisher
 from runtime.events import ItemFailed
 from runtime.providers.base import Analyzer, Embedder
+
+if TYPE_CHECKING:  # the ORM is imported by the first stage that uses it, not at cold start
+    from sqlalchemy.orm import Session
 
 
 class CallGuard(Protocol):
@@ -61,6 +61,8 @@ def fail_and_announce(
     detail: str = "",
 ) -> Outcome:
     """Fail the item (if it is still in flight) and publish ItemFailed. Never retried."""
+    from runtime.domain.items import fail_item, get_item
+
     text = f"{reason}: {detail}" if detail else reason
     with pipeline.sessions() as session:
         item = get_item(session, user_id, item_id, lock=True)

@@ -6,7 +6,6 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime.adapters.idempotency import IdempotentCalls
-from runtime.domain.analyze_stage import analyze_item
 from runtime.events import AnalyzeTriggerEvent
 from runtime.handlers.wiring import METRICS_NAMESPACE, pipeline, report
 
@@ -17,6 +16,8 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service="analyze")
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict, context: LambdaContext) -> dict:
+    from runtime.domain.analyze_stage import analyze_item  # the ORM: on first use
+
     request = parse(event=event, model=AnalyzeTriggerEvent).detail
     services = pipeline()
     if isinstance(services.model_calls, IdempotentCalls):

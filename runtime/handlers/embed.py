@@ -5,7 +5,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.domain.embed_stage import index_item
 from runtime.events import ItemAnalyzedEvent
 from runtime.handlers.wiring import METRICS_NAMESPACE, pipeline, report
 
@@ -16,5 +15,7 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service="embed")
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict, context: LambdaContext) -> dict:
+    from runtime.domain.embed_stage import index_item  # the ORM: on first use
+
     analyzed = parse(event=event, model=ItemAnalyzedEvent).detail
     return report(index_item(pipeline(), analyzed), logger, metrics)

@@ -5,7 +5,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.domain.thumbnail_stage import process_upload
 from runtime.events import S3ObjectCreatedEvent
 from runtime.handlers.wiring import METRICS_NAMESPACE, pipeline, report
 
@@ -16,6 +15,8 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service="thumbnail")
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict, context: LambdaContext) -> dict:
+    from runtime.domain.thumbnail_stage import process_upload  # the ORM: on first use
+
     s3_object = parse(event=event, model=S3ObjectCreatedEvent).detail.object
     outcome = process_upload(
         pipeline(), key=s3_object.key, size=s3_object.size, etag=s3_object.etag

@@ -1,8 +1,16 @@
-"""The pipeline's real collaborators, created once per process (per Lambda container)."""
+"""The pipeline's real collaborators, created once per process (per Lambda container).
+
+Cold start imports only what parsing an event needs: the ORM, the idempotency machinery, the
+model SDKs and image libraries are imported by the first event that uses them (see
+``benchmarks/cold_start.py``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -12,11 +20,21 @@ from runtime.adapters.bus import EventBridgePublisher
 from runtime.adapters.idempotency import IdempotentCalls
 from runtime.adapters.storage import S3BlobStore
 from runtime.config import get_settings
-from runtime.db.session import session_scope
 from runtime.domain.pipeline import Outcome, Pipeline, UnguardedCalls
 from runtime.providers.factory import get_analyzer, get_embedder
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 METRICS_NAMESPACE = "Collections"
+
+
+@contextmanager
+def _sessions() -> Iterator[Session]:
+    from runtime.db.session import session_scope
+
+    with session_scope() as session:
+        yield session
 
 
 @cache
@@ -29,7 +47,7 @@ def pipeline() -> Pipeline:
     )
     return Pipeline(
         settings=settings,
-        sessions=session_scope,
+        sessions=_sessions,
         store=S3BlobStore(client("s3"), settings.bucket),
         publisher=EventBridgePublisher(
             client("events"), settings.event_bus_name, settings.event_source

@@ -14,7 +14,10 @@ from runtime.domain.analysis import Analysis
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """An analysis plus what it cost: who produced it, tokens, wall-clock latency."""
+    """An analysis plus what it cost: who produced it, tokens, wall-clock latency.
+
+    ``input_tokens`` is the uncached input; prompt-cache writes and reads are counted apart (the
+    provider bills them at different prices)."""
 
     analysis: Analysis
     provider: str
@@ -22,6 +25,8 @@ class AnalysisResult:
     input_tokens: int
     output_tokens: int
     latency_ms: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
 
 
 @runtime_checkable

@@ -22,6 +22,14 @@ Scripted items, served in order before the normal answer, per path:
 
 A problem found in a request makes the server answer 400 (as the API would) and is appended to
 ``server.problems``, so a test can assert that the client sent only valid requests.
+
+Prompt caching is emulated as the API documents it: ``cache_control`` breakpoints (at most 4,
+``{"type": "ephemeral"}`` with an optional ``ttl`` of ``5m`` or ``1h``) on tools, system text
+blocks or message blocks; the prefix up to the last breakpoint (tools, then system, then
+messages) is cached when it reaches the model's minimum cacheable length; the first request
+writes it (``cache_creation_input_tokens``), later identical prefixes within the TTL read it
+(``cache_read_input_tokens``), and ``input_tokens`` counts only the uncached rest. Tokens are
+estimated at ~4 characters each (images: width x height / 750).
 """
 
 from __future__ import annotations
@@ -51,6 +59,17 @@ IMAGE_MEDIA_TYPES = {
     "image/webp": "WEBP",
     "image/gif": "GIF",
 }
+# Minimum cacheable prefix (tokens) by model-name prefix, from Anthropic's prompt-caching docs;
+# models not listed: 1,024.
+CACHE_MINIMUM_TOKENS = {
+    "claude-opus-4-6": 4096,
+    "claude-opus-4-5": 4096,
+    "claude-haiku-4-5": 4096,
+    "claude-3-5-haiku": 2048,
+    "claude-3-haiku": 2048,
+}
+CACHE_TTLS = {"5m": 300.0, "1h": 3600.0}
+MAX_CACHE_BREAKPOINTS = 4
 VOYAGE_DIMENSIONS = (256, 512, 1024, 2048)
 VOYAGE_DEFAULT_DIMENSION = 1024
 VOYAGE_MAX_INPUTS = 1000
@@ -173,6 +192,7 @@ class FakeModelServer:
         self.requests: list[RecordedRequest] = []
         self.problems: list[str] = []
         self._scripts: dict[str, deque[Any]] = {}
+        self._prompt_cache: dict[str, float] = {}  # prefix digest -> expiry (monotonic)
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -236,6 +256,7 @@ class FakeModelServer:
             self.requests.clear()
             self.problems.clear()
             self._scripts.clear()
+            self._prompt_cache.clear()
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -331,9 +352,7 @@ class FakeModelServer:
             stop_reason = "tool_use"
 
         output_tokens = max(1, len(json.dumps(content)) // 4)
-        width, height = record.image_size or (0, 0)
-        prompt_chars = len(json.dumps(body.get("system", ""))) + len(json.dumps(body["tools"]))
-        input_tokens = math.ceil(width * height / 750) + prompt_chars // 4 + 20
+        usage = {**self._input_usage(record), "output_tokens": output_tokens}
         record.status = 200
         handler.send_json(
             200,
@@ -345,9 +364,41 @@ class FakeModelServer:
                 "content": content,
                 "stop_reason": stop_reason,
                 "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                "usage": usage,
             },
         )
+
+    def _input_usage(self, record: RecordedRequest) -> dict[str, int]:
+        """Input tokens split into uncached, cache-written and cache-read, as the API reports."""
+        segments = _prompt_segments(record.body, record.image_size)
+        total = sum(tokens for _, tokens, _ in segments) + 20
+        marked = [i for i, (_, _, ttl) in enumerate(segments) if ttl is not None]
+        written = read = 0
+        if marked:
+            last = marked[-1]
+            prefix_tokens = sum(tokens for _, tokens, _ in segments[: last + 1])
+            model = str(record.body.get("model", ""))
+            minimum = next(
+                (n for name, n in CACHE_MINIMUM_TOKENS.items() if model.startswith(name)), 1024
+            )
+            if prefix_tokens >= minimum:
+                digest = hashlib.sha256(
+                    json.dumps([key for key, _, _ in segments[: last + 1]]).encode()
+                ).hexdigest()
+                ttl = CACHE_TTLS[segments[last][2] or "5m"]
+                now = time.monotonic()
+                with self._lock:
+                    hit = self._prompt_cache.get(digest, 0.0) > now
+                    self._prompt_cache[digest] = now + ttl
+                if hit:
+                    read = prefix_tokens
+                else:
+                    written = prefix_tokens
+        return {
+            "input_tokens": total - written - read,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
+        }
 
     def _retry_headers(self, status: int) -> dict[str, str]:
         if status not in (429, 529) or self.retry_after_ms is None:
@@ -386,6 +437,7 @@ class FakeModelServer:
             problems.append(f"max_tokens must be a positive integer, got {max_tokens!r}")
         if body.get("stream"):
             problems.append("streaming was not expected")
+        problems += _validate_cache_control(body)
         problems += self._validate_message_list(record, body.get("messages"))
         problems += _validate_tools(body.get("tools"), body.get("tool_choice"))
         return problems
@@ -560,6 +612,68 @@ def _validate_tools(tools: Any, tool_choice: Any) -> list[str]:
     ):
         problems.append(f"tool_choice must force {TOOL_NAME}, got {tool_choice!r}")
     return problems
+
+
+def _blocks(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(where, block) of everything that may carry ``cache_control``, in prefix order."""
+    found: list[tuple[str, Any]] = [
+        (f"tools[{i}]", t) for i, t in enumerate(body.get("tools") or [])
+    ]
+    system = body.get("system")
+    if isinstance(system, list):
+        found += [(f"system[{i}]", b) for i, b in enumerate(system)]
+    for m, message in enumerate(body.get("messages") or []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            found += [(f"messages[{m}].content[{i}]", b) for i, b in enumerate(content)]
+    return found
+
+
+def _validate_cache_control(body: dict[str, Any]) -> list[str]:
+    system = body.get("system")
+    if system is not None and not isinstance(system, (str, list)):
+        return ["system: expected a string or a list of text blocks"]
+    if isinstance(system, list) and not all(
+        isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        for b in system
+    ):
+        return ["system: every block must be {type: text, text: ...}"]
+    problems, count = [], 0
+    for where, block in _blocks(body):
+        if not isinstance(block, dict) or "cache_control" not in block:
+            continue
+        count += 1
+        control = block["cache_control"]
+        if not isinstance(control, dict) or control.get("type") != "ephemeral":
+            problems.append(f"{where}.cache_control: type must be 'ephemeral', got {control!r}")
+        elif set(control) - {"type", "ttl"} or control.get("ttl", "5m") not in CACHE_TTLS:
+            problems.append(f"{where}.cache_control: unexpected {control!r}")
+    if count > MAX_CACHE_BREAKPOINTS:
+        problems.append(f"cache_control: {count} breakpoints, at most {MAX_CACHE_BREAKPOINTS}")
+    return problems
+
+
+def _prompt_segments(
+    body: dict[str, Any], image_size: tuple[int, int] | None
+) -> list[tuple[Any, int, str | None]]:
+    """(content key, estimated tokens, cache ttl if a breakpoint ends here) in prefix order."""
+    segments: list[tuple[Any, int, str | None]] = []
+    system = body.get("system")
+    for where, block in _blocks(body):
+        if isinstance(system, str) and system and where == "messages[0].content[0]":
+            segments.append((system, len(system) // 4, None))  # a plain system string
+        if not isinstance(block, dict):
+            continue
+        content = {k: v for k, v in block.items() if k != "cache_control"}
+        if content.get("type") == "image":
+            width, height = image_size or (0, 0)
+            tokens = math.ceil(width * height / 750)
+        else:
+            tokens = len(json.dumps(content)) // 4
+        control = block.get("cache_control")
+        ttl = control.get("ttl", "5m") if isinstance(control, dict) else None
+        segments.append((content, tokens, ttl))
+    return segments
 
 
 def _words(text: str) -> list[str]:

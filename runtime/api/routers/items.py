@@ -117,6 +117,8 @@ def _analysis(analysis: Analysis) -> AnalysisVersion:
         provider=analysis.provider,
         model=analysis.model,
         input_tokens=analysis.input_tokens,
+        cache_creation_input_tokens=analysis.cache_creation_input_tokens,
+        cache_read_input_tokens=analysis.cache_read_input_tokens,
         output_tokens=analysis.output_tokens,
         latency_ms=analysis.latency_ms,
         created_at=analysis.created_at,
