@@ -71,8 +71,11 @@ def summary_rows(out: Path) -> list[list[str]]:
             rows.append(
                 [
                     f"Cold start: {name} (Python {r.get('python', '3.11')})",
-                    f"{f['median_s']:.2f} s CPU"
-                    + (f" ({wall:.2f} s wall)" if wall else "")
+                    (
+                        f"{f['median_s']:.2f} s CPU ({wall:.2f} s wall)"
+                        if wall
+                        else f"{f['median_s']:.2f} s"
+                    )
                     + (f"; with first use's imports {eager:.2f} s" if eager else ""),
                     f"<= {f['target_s']:g} s",
                     verdict(f["meets_target"]),
