@@ -41,9 +41,19 @@ class Settings(BaseSettings):
     cognito_user_pool_id: str | None = None
     cognito_app_client_id: str | None = None
     cognito_jwks_url: str | None = None
+    # Refuse tokens issued (``iat``) longer ago than this, whatever their ``exp``; None: only
+    # ``exp`` limits a token's life (Cognito's are at most a day).
+    api_max_token_age_seconds: int | None = Field(default=None, ge=60)
 
     # HTTP API
     cors_origins: tuple[str, ...] = ()
+    # Addresses/networks of reverse proxies whose X-Forwarded-For is believed (for the access
+    # log and the per-address rate limit). None by default: the peer is the client. On Lambda
+    # the client address is API Gateway's own ``sourceIp``.
+    trusted_proxies: tuple[str, ...] = ()
+    # The SSM SecureString holding the key that authenticates page cursors; unset: a random key
+    # per process (cursors then do not outlive it).
+    cursor_key_param: str | None = None
     git_sha: str = "dev"
     build_time: str = "dev"
     # Requests per minute per user (and per client IP) where the API is the last line (local

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,7 @@ from runtime.api.errors import install_error_handlers
 from runtime.api.limits import RateLimiter
 from runtime.api.middleware import REQUEST_ID_HEADER, RequestEnvelope
 from runtime.api.routers import items, ops, search
+from runtime.api.security import CSP_HEADER, page_csp, script_hash
 from runtime.config import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -58,7 +60,11 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
+        # No "/items/x/" -> "/items/x" redirect: Starlette builds it from the Host header, so it
+        # would send a client wherever a forged Host says. A trailing slash is a 404.
+        redirect_slashes=False,
     )
+    _use_cursor_key(settings)
     app.state.collections = ApiContext(
         settings=settings,
         behind_gateway=behind_gateway,
@@ -76,6 +82,7 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
         body_limit=JSON_BODY_LIMIT,
         body_limits_by_path={DIRECT_UPLOAD_PATH: direct_limit + MULTIPART_OVERHEAD},
         ip_limiter=RateLimiter(rate) if rate else None,
+        trusted_proxies=settings.trusted_proxies,
     )
     if settings.cors_origins:
         # Outermost, so that error responses (413, 429, 500) carry the CORS headers too.
@@ -90,7 +97,29 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
     return app
 
 
+def _use_cursor_key(settings: Settings) -> None:
+    """Page cursors are authenticated with the deployment's secret (read when the first cursor
+    is made or checked, then cached like the other secrets)."""
+    from runtime.domain import cursors
+
+    param = settings.cursor_key_param
+    if not param:
+        cursors.use_key(None)
+        return
+
+    def read() -> str:
+        from runtime.adapters.secrets import get_secret
+
+        value = get_secret(param, "")
+        if not value:
+            raise RuntimeError(f"the cursor key parameter {param} is empty")
+        return value
+
+    cursors.use_key(read)
+
+
 DOCS_ASSETS_PATH = "/docs/static"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
 def _install_docs(app: FastAPI) -> None:
@@ -106,10 +135,16 @@ def _install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - docs",
             swagger_js_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui.css",
             swagger_favicon_url=f"{root}{DOCS_ASSETS_PATH}/favicon.png",
         )
+        # Swagger UI starts from one inline script: allowed by its hash, nothing else inline.
+        inline = _INLINE_SCRIPT.findall(bytes(page.body).decode())
+        page.headers[CSP_HEADER] = page_csp(
+            script_hashes=[script_hash(code) for code in inline], style_inline=True
+        )
+        return page

@@ -12,7 +12,10 @@ Checks, in order (each failure is a 401 with a sentence saying which check faile
    present) ``nbf`` hold within ``LEEWAY_SECONDS``;
 6. ``token_use`` is ``id`` (then ``aud`` must be the app client) or ``access`` (then
    ``client_id`` must be the app client);
-7. ``sub`` is a plain identifier (it becomes part of S3 keys: ``users/<sub>/…``).
+7. ``sub`` is a plain identifier (it becomes part of S3 keys: ``users/<sub>/…``);
+8. the time claims (``exp``, ``iat``, ``nbf``, ``auth_time``) are integers of a sane size, the
+   token lives at most ``MAX_TOKEN_LIFETIME_SECONDS`` (Cognito's longest), and, if the
+   deployment sets a maximum token age, was issued no longer ago than that.
 
 On Lambda the request went through API Gateway's JWT authorizer first; the claims it validated
 (``requestContext.authorizer.jwt.claims``) must name the same token (sub, iss, token_use, client,
@@ -55,6 +58,9 @@ MIN_REFRESH_SECONDS = 30
 JWKS_TIMEOUT_SECONDS = 5
 MAX_TOKEN_CHARS = 16 * 1024
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub", "token_use"]
+TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
+MAX_TIME_CLAIM = 2**37  # ~6325 AD: far beyond any real token, small enough to stay an integer
+MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600  # Cognito ID/access tokens live at most one day
 # Claims API Gateway's authorizer passes on that must match the token's.
 GATEWAY_CLAIMS = ("sub", "iss", "token_use", "client_id", "aud", "jti")
 _SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
@@ -177,11 +183,15 @@ class CognitoVerifier:
         app_client_id: str,
         jwks_url: str | None = None,
         leeway_seconds: int = LEEWAY_SECONDS,
+        max_token_age_seconds: int | None = None,
         jwks: JwksCache | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer = f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
         self.app_client_id = app_client_id
         self.leeway_seconds = leeway_seconds
+        self.max_token_age_seconds = max_token_age_seconds
+        self._clock = clock
         self.jwks = jwks or JwksCache(jwks_url or f"{self.issuer}/.well-known/jwks.json")
 
     def verify(self, token: str) -> Principal:
@@ -222,13 +232,28 @@ class CognitoVerifier:
             raise AuthError("invalid_token", "The token lacks a required claim.") from None
         except InvalidIssuedAtError:
             raise AuthError("invalid_token", "The token's issue time is not valid.") from None
-        except (DecodeError, InvalidTokenError):
+        except (DecodeError, InvalidTokenError, OverflowError, TypeError, ValueError):
             raise AuthError("invalid_token", "The token is not valid.") from None
+        self._check_times(claims)
         return Principal(
             user_id=self._subject(claims),
             token_use=self._check_use(claims),
             claims=claims,
         )
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        for name in TIME_CLAIMS:
+            if name not in claims:
+                continue
+            value = claims[name]
+            if type(value) is not int or not 0 <= value < MAX_TIME_CLAIM:
+                raise AuthError("invalid_token", f"The token's {name} claim is not a valid time.")
+        exp, iat = claims["exp"], claims["iat"]
+        if exp - iat > MAX_TOKEN_LIFETIME_SECONDS + self.leeway_seconds:
+            raise AuthError("invalid_token", "The token's lifetime is longer than allowed.")
+        limit = self.max_token_age_seconds
+        if limit is not None and self._clock() - iat > limit + self.leeway_seconds:
+            raise AuthError("token_expired", "The token is older than this service accepts.")
 
     def _check_use(self, claims: Mapping[str, Any]) -> str:
         token_use = claims.get("token_use")
@@ -290,4 +315,5 @@ def build_verifier(settings: Settings) -> CognitoVerifier:
         user_pool_id=settings.cognito_user_pool_id,
         app_client_id=settings.cognito_app_client_id,
         jwks_url=settings.cognito_jwks_url,
+        max_token_age_seconds=settings.api_max_token_age_seconds,
     )

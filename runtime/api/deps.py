@@ -38,7 +38,12 @@ def current_user(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
 ) -> Principal:
     ctx = api_context(request)
-    authorization = request.headers.get("authorization")
+    values = request.headers.getlist("authorization")
+    # Two headers (or two joined with a comma, as API Gateway passes repeats on): which one a
+    # proxy, a cache or this server would read differs, so none is believed.
+    if len(values) > 1 or any("," in value for value in values):
+        raise _refuse("invalid_authorization_header", "Send exactly one Authorization header.")
+    authorization = values[0] if values else None
     if not authorization:
         raise _refuse(
             "missing_token", "This request needs a token: send 'Authorization: Bearer <token>'."

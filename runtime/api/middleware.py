@@ -8,12 +8,17 @@ per-IP rate limit, and the last-resort 500.
   streams past it is cut off with the same 413.
 - Rate limit (local mode only): per client IP, before authentication, so a flood of bad tokens
   is limited too; the per-user limit is applied after sign-in (``deps.current_user``).
+- Client address: the connection's peer. ``X-Forwarded-For`` is read only when that peer is a
+  configured trusted proxy (none by default), and then only its last untrusted hop counts; on
+  Lambda the address is API Gateway's ``sourceIp``.
+- Security headers (``runtime.api.security``) on every response, errors included.
 - Any exception that escaped the app becomes the 500 error shape with the request id; the
   exception itself goes to the log only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import uuid
 from typing import Any
@@ -25,8 +30,10 @@ from runtime.api.context import REQUEST_ID_KEY, USER_ID_KEY
 from runtime.api.errors import error_response
 from runtime.api.limits import RateLimiter
 from runtime.api.logs import logger
+from runtime.api.security import apply as apply_security_headers
 
 REQUEST_ID_HEADER = "x-request-id"
+CLIENT_IP_KEY = "collections.client_ip"
 
 
 class BodyTooLarge(HTTPException):
@@ -42,8 +49,10 @@ class RequestEnvelope:
         body_limit: int,
         body_limits_by_path: dict[str, int] | None = None,
         ip_limiter: RateLimiter | None = None,
+        trusted_proxies: tuple[str, ...] = (),
     ) -> None:
         self.app = app
+        self.trusted_proxies = _networks(trusted_proxies)
         self.body_limit = body_limit
         self.body_limits_by_path = body_limits_by_path or {}
         self.ip_limiter = ip_limiter
@@ -55,13 +64,14 @@ class RequestEnvelope:
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope[REQUEST_ID_KEY] = request_id
+        scope[CLIENT_IP_KEY] = client_address(scope, self.trusted_proxies)
         status_holder = {"status": 500, "started": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                headers = list(message.get("headers", []))
+                headers = apply_security_headers(list(message.get("headers", [])))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
@@ -97,8 +107,7 @@ class RequestEnvelope:
 
     def _refusal(self, scope: Scope) -> Any:
         if self.ip_limiter is not None:
-            client = scope.get("client")
-            retry_after = self.ip_limiter.hit(f"ip:{client[0] if client else 'unknown'}")
+            retry_after = self.ip_limiter.hit(f"ip:{scope[CLIENT_IP_KEY] or 'unknown'}")
             if retry_after is not None:
                 return error_response(
                     scope,
@@ -131,6 +140,43 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return receive_with_limit
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry)
+
+
+def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str | None:
+    """The client's address: the peer, or (only behind a trusted proxy) the nearest
+    ``X-Forwarded-For`` hop that is not itself a trusted proxy."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+    if peer is None or not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [
+        hop.strip()
+        for name, value in scope.get("headers", [])
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+    ]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # a malformed hop: the proxy's own address is all we know
+    return peer
+
+
 def _request_id(scope: Scope) -> str:
     event = scope.get("aws.event")
     if isinstance(event, dict):
@@ -152,13 +198,12 @@ def _content_length(scope: Scope) -> int | None:
 
 def _request_fields(scope: Scope) -> dict[str, Any]:
     route = scope.get("route")
-    client = scope.get("client")
     fields: dict[str, Any] = {
         "method": scope.get("method"),
         "path": scope.get("path"),
         "route": getattr(route, "path_format", None) or getattr(route, "path", None),
         "user_id": scope.get(USER_ID_KEY),
-        "client_ip": client[0] if client else None,
+        "client_ip": scope.get(CLIENT_IP_KEY),
     }
     context = scope.get("aws.context")
     if context is not None:

@@ -72,9 +72,7 @@ mode, filters and thresholds; a cursor that was altered or belongs to another se
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import itertools
 import json
 import math
@@ -91,6 +89,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from runtime.config import Settings, get_settings
+from runtime.domain import cursors
+from runtime.domain.cursors import InvalidCursor
 from runtime.domain.documents import TEXT_SEARCH_CONFIG
 from runtime.providers.base import Embedder
 
@@ -129,20 +129,12 @@ HNSW_MAX_EF_SEARCH = 1000
 HNSW_OVERFETCH = 4  # fetch this many times the needed depth (>= 40), then sort exactly
 
 _CURSOR_VERSION = 1
-# The cursor's integrity key. It is not a secret: a cursor grants nothing (the tenant comes from
-# the caller, and a cursor only positions a page within the caller's own results); the MAC makes
-# a truncated, edited or foreign cursor an ``InvalidCursor`` instead of a wrong page.
-_CURSOR_KEY = b"collections.search.cursor.v1"
 
 
 class SearchMode(StrEnum):
     KEYWORD = "keyword"
     SEMANTIC = "semantic"
     HYBRID = "hybrid"
-
-
-class InvalidCursor(ValueError):
-    """The cursor was not issued for this search (altered, truncated, or another query's)."""
 
 
 @dataclass(frozen=True)
@@ -614,40 +606,37 @@ def _fingerprint(
     return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
 
 
-def _mac(payload: bytes) -> str:
-    return hashlib.blake2b(payload, key=_CURSOR_KEY, digest_size=16).hexdigest()
-
-
 def encode_cursor(fingerprint: str, offset: int, key: tuple[float, float, uuid.UUID]) -> str:
-    payload = json.dumps(
-        {"v": _CURSOR_VERSION, "f": fingerprint, "o": offset, "k": [key[0], key[1], str(key[2])]},
-        separators=(",", ":"),
-    ).encode()
-    token = base64.urlsafe_b64encode(payload).decode().rstrip("=")
-    return f"{token}.{_mac(payload)}"
+    return cursors.seal(
+        {"v": _CURSOR_VERSION, "f": fingerprint, "o": offset, "k": [key[0], key[1], str(key[2])]}
+    )
 
 
 def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, tuple[float, float, uuid.UUID]]:
+    """The position a cursor of this search names; ``InvalidCursor`` for any other cursor
+    (its MAC, a deployment secret, is checked before any of its content is read)."""
+    data = cursors.unseal(cursor)
+    if data.get("v") != _CURSOR_VERSION or data.get("f") != fingerprint:
+        raise InvalidCursor("cursor belongs to another search")
+    offset, position = data.get("o"), data.get("k")
+    if type(offset) is not int or not 0 < offset <= MAX_RESULTS:
+        raise InvalidCursor("cursor offset out of range")
+    if not isinstance(position, list) or len(position) != 3:
+        raise InvalidCursor("malformed cursor position")
+    score, tiebreak, item = position
+    if not all(_is_bounded_number(x) for x in (score, tiebreak)):
+        raise InvalidCursor("cursor position is not a number")
+    if not isinstance(item, str) or len(item) != 36:
+        raise InvalidCursor("malformed cursor position")
     try:
-        token, mac = cursor.split(".")
-        payload = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        if not hmac.compare_digest(mac, _mac(payload)):
-            raise InvalidCursor("cursor does not verify")
-        data = json.loads(payload)
-        if data["v"] != _CURSOR_VERSION or data["f"] != fingerprint:
-            raise InvalidCursor("cursor belongs to another search")
-        offset = data["o"]
-        score, tiebreak, item = data["k"]
-        if not isinstance(offset, int) or not 0 < offset <= MAX_RESULTS:
-            raise InvalidCursor("cursor offset out of range")
-        key = (float(score), float(tiebreak), uuid.UUID(item))
-        if not all(math.isfinite(x) for x in key[:2]):
-            raise InvalidCursor("cursor position is not a number")
-        return offset, key
-    except InvalidCursor:
-        raise
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise InvalidCursor("malformed cursor") from exc
+        return offset, (float(score), float(tiebreak), uuid.UUID(item))
+    except ValueError:
+        raise InvalidCursor("malformed cursor position") from None
+
+
+def _is_bounded_number(value: object) -> bool:
+    """A finite JSON number of sane size (NaN, infinities and 400-digit integers are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= 1e6
 
 
 def _after(hit: tuple[uuid.UUID, float, float], key: tuple[float, float, uuid.UUID]) -> bool:

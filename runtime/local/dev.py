@@ -122,15 +122,11 @@ class DevStack:
                 [
                     sys.executable,
                     "-m",
-                    "uvicorn",
-                    "runtime.api.app:create_app",
-                    "--factory",
+                    "runtime.local.api_server",
                     "--host",
                     "127.0.0.1",
                     "--port",
                     str(self.options.api_port),
-                    "--log-level",
-                    "warning",
                 ],
                 env=env,
             )

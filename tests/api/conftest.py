@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from runtime.local.api_server import server_config
 from runtime.local.cloud import REGION, LocalCloud
 from tests.conftest import reset_process_state
 
@@ -119,8 +120,14 @@ class LiveServer:
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+        # Configured as `collections dev` runs it (no proxy headers, JSON errors for bad HTTP).
+        config = server_config(
+            app,
+            host="127.0.0.1",
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

@@ -4,9 +4,6 @@ item of another user is indistinguishable from one that does not exist (404)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -37,6 +34,8 @@ from runtime.api.schemas import (
 from runtime.api.urls import download_expiry, presigned_get, presigned_upload
 from runtime.db.models import Analysis, Item, ItemStatus
 from runtime.db.session import session_scope
+from runtime.domain import cursors
+from runtime.domain.cursors import InvalidCursor
 from runtime.domain.items import create_item, get_item, latest_analysis, transition
 from runtime.events import AnalysisRequested, item_prefix
 
@@ -136,20 +135,28 @@ def _owned(session: Session, user_id: str, item_id: uuid.UUID, *, lock: bool = F
 # -- cursor pagination --------------------------------------------------------------------------
 
 
-def _encode_cursor(item: Item) -> str:
-    payload = json.dumps({"t": item.created_at.isoformat(), "i": str(item.id)})
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+def _listing_tag(user_id: str, status: ItemStatus | None, category: str | None) -> str:
+    return cursors.subject_tag("items", user_id, status, category.lower() if category else None)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _encode_cursor(item: Item, listing: str) -> str:
+    return cursors.seal({"l": listing, "t": item.created_at.isoformat(), "i": str(item.id)})
+
+
+def _decode_cursor(cursor: str, listing: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor of this listing names (same user and filters); 400 otherwise."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        created_at = datetime.fromisoformat(data["t"])
+        data = cursors.unseal(cursor)
+        if data.get("l") != listing:
+            raise InvalidCursor("cursor of another listing")
+        stamp, item_id = data.get("t"), data.get("i")
+        if not isinstance(stamp, str) or not isinstance(item_id, str) or len(stamp) > 40:
+            raise InvalidCursor("malformed cursor position")
+        created_at = datetime.fromisoformat(stamp)
         if created_at.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(data["i"])
-    except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error, AttributeError):
+            raise InvalidCursor("naive timestamp")
+        return created_at, uuid.UUID(item_id)
+    except (InvalidCursor, ValueError):
         raise ApiError(
             400, "invalid_cursor", "The cursor is not one this listing issued."
         ) from None
@@ -304,7 +311,10 @@ def list_items(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page (any other value is a 400)",
+        ),
     ] = None,
 ) -> ItemPage:
     latest = (
@@ -326,8 +336,9 @@ def list_items(
         query = query.where(Item.status == str(status))
     if category is not None:
         query = query.where(func.lower(latest.c.category) == func.lower(category))
+    listing = _listing_tag(user.user_id, status, category)
     if cursor:
-        created_at, item_id = _decode_cursor(cursor)
+        created_at, item_id = _decode_cursor(cursor, listing)
         query = query.where(
             or_(
                 Item.created_at < created_at,
@@ -340,7 +351,7 @@ def list_items(
     page = rows[:limit]
     return ItemPage(
         items=[ItemSummary(**_summary(ctx, row[0], row[1], row[2])) for row in page],
-        next_cursor=_encode_cursor(page[-1][0]) if len(rows) > limit else None,
+        next_cursor=_encode_cursor(page[-1][0], listing) if len(rows) > limit else None,
     )
 
 

@@ -50,7 +50,7 @@ def search_items(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
     cursor: Annotated[
         str | None,
-        Query(max_length=2048, description="`next_cursor` of the previous page of this search"),
+        Query(description="`next_cursor` of the previous page of this search (else a 400)"),
     ] = None,
 ) -> SearchResponse:
     pipeline = ctx.pipeline()
