@@ -106,6 +106,7 @@ functions = Functions(
     targets=TargetArns(
         bucket_arn=storage.bucket_arn,
         db_secret_arn=database.master_secret_arn,
+        db_user_arn_prefix=database.user_arn_prefix,
         event_bus_arn=events.bus.arn,
         idempotency_table_arn=storage.idempotency_table.arn,
         anthropic_param_arn=secrets.arn_of("anthropicApiKey"),
@@ -148,7 +149,13 @@ monitoring = Monitoring(
     api_id=api.api.id,
     function_names={name: fn.name for name, fn in functions.lambdas.items()},
     queue_names={name: q.name for name, q in functions.dead_letter_queues.items()},
+    rules={name: (rule.name, events.rule_buses[name]) for name, rule in events.rules.items()},
+    async_function_names={
+        name: functions.lambdas[name].name for name in functions.dead_letter_queues
+    },
     db_instance_id=database.instance.identifier,
+    db_max_connections=cfg.database.max_connections,
+    account_id=database.account_id,
     opts=component_options("monitoring"),
 )
 

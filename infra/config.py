@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from runtime.topology import DB_CONNECTIONS_PER_ENVIRONMENT, FUNCTIONS, Function, uses_database
+
 NAMESPACE = "collections"
 
 ARCHITECTURES: tuple[str, ...] = ("arm64", "x86_64")
@@ -45,6 +47,23 @@ _PROJECT_STACK = re.compile(rf"^(?:{_NAME}/{NAMESPACE}/)?{_NAME}$")
 # Any project's stack, fully qualified: `<org>/<project>/<stack>`.
 _ANY_STACK = re.compile(rf"^{_NAME}/{_NAME}/{_NAME}$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+
+# Connections PostgreSQL keeps out of max_connections for ordinary roles: superuser_reserved_
+# connections (3) and RDS's rds.rds_superuser_reserved_connections (2); plus 2 for an operator.
+SERVER_RESERVED_CONNECTIONS = 3 + 2 + 2
+
+
+def required_connections(functions: Iterable[Function]) -> int:
+    """The most connections the functions can hold at once, plus the server's reserved slots:
+    each environment holds at most DB_CONNECTIONS_PER_ENVIRONMENT, and a function runs at most
+    its reserved concurrency of environments."""
+    by_functions = sum(
+        fn.reserved_concurrency * DB_CONNECTIONS_PER_ENVIRONMENT
+        for fn in functions
+        if uses_database(fn)
+    )
+    return by_functions + SERVER_RESERVED_CONNECTIONS
 
 
 class ConfigError(ValueError):
@@ -102,6 +121,9 @@ class DatabaseConfig:
     multi_az: bool
     deletion_protection: bool
     skip_final_snapshot: bool
+    # The server's max_connections (set in the parameter group); the functions' connection
+    # budget must fit in it (see required_connections).
+    max_connections: int = 80
 
     @property
     def major_version(self) -> int:
@@ -400,7 +422,17 @@ def parse(
         multi_az=r.boolean("dbMultiAz", False),
         deletion_protection=deletion_protection,
         skip_final_snapshot=r.boolean("dbSkipFinalSnapshot", not deletion_protection),
+        max_connections=r.integer("dbMaxConnections", 80, minimum=20, maximum=5000),
     )
+    needed = required_connections(FUNCTIONS)
+    if database.max_connections < needed:
+        r.problems.append(
+            f"{NAMESPACE}:dbMaxConnections: the functions may open {needed} connections "
+            "(reserved concurrency x connections per environment, plus the server's reserved "
+            f"slots), more than {database.max_connections}. Fix: pulumi config set "
+            f"{NAMESPACE}:dbMaxConnections {needed} (with an instance class whose memory allows "
+            "it), or lower the reserved concurrency in runtime/topology.py"
+        )
 
     cors = r.string_list(
         "corsAllowedOrigins", pattern=_ORIGIN, what="an origin like https://app.example.com"

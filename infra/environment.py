@@ -1,8 +1,10 @@
 """The environment each function gets: ``runtime.config.Settings`` fields, prefixed COLLECTIONS_.
 
 Derived from the function's declared resources, so a function only learns the names of what it
-may touch. Secrets never appear here: API keys travel as SSM parameter *names*, the database
-password as the ARN of the RDS-managed secret; the runtime reads both at run time.
+may touch. Secrets never appear here: API keys travel as SSM parameter *names*; the service
+functions sign in to the database as the application role with IAM tokens (no password at all),
+the migrator with the RDS-managed master secret, whose ARN it gets; the runtime reads both at run
+time. ``tests/infra/test_runtime_contract.py`` checks this against ``runtime.config.Settings``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.topology import PIPELINE_EVENT_SOURCE, Function, Http, Resource
+from runtime.topology import (
+    DATABASE_APP_ROLE,
+    DB_CONNECTIONS_PER_ENVIRONMENT,
+    PIPELINE_EVENT_SOURCE,
+    Function,
+    Http,
+    Resource,
+    uses_database,
+)
 
 PREFIX = "COLLECTIONS_"
 # Source of the pipeline's own events (runtime.config.Settings.event_source); the rules match it.
@@ -48,16 +58,23 @@ def function_environment(fn: Function, refs: RuntimeRefs) -> dict[str, Any]:
         "REGION": refs.region,
     }
     resources = fn.resources
-    if Resource.DATABASE in resources:
+    if uses_database(fn):
         env |= {
             "DB_HOST": refs.db_host,
             "DB_PORT": refs.db_port,
             "DB_NAME": refs.db_name,
-            "DB_SECRET_ARN": refs.db_secret_arn,
+            # One invocation at a time per environment: a small pool, counted in the bound on
+            # connections (infra/database.py).
+            "DB_POOL_SIZE": "1",
+            "DB_MAX_OVERFLOW": str(DB_CONNECTIONS_PER_ENVIRONMENT - 1),
             # The vector column's width is part of the schema: every function that touches the
             # database (the migrator included) must agree on it.
             "EMBEDDING_DIMENSION": str(refs.embedding_dimension),
         }
+    if Resource.DATABASE_ADMIN in resources:
+        env["DB_SECRET_ARN"] = refs.db_secret_arn
+    elif Resource.DATABASE in resources:
+        env["DB_USER"] = DATABASE_APP_ROLE
     if resources & _BUCKET_RESOURCES:
         env["BUCKET"] = refs.bucket
     if Resource.EVENTS in resources:

@@ -2,7 +2,8 @@
 
 Each function gets one role whose inline policy is :func:`function_policy`: for every resource
 the function reads or writes, only the actions that access needs, on only that resource's ARN
-(S3 down to the key pattern). ``Resource: "*"`` appears only where AWS offers nothing narrower:
+(S3 down to the key pattern; the database down to the application role). ``Resource: "*"``
+appears only where AWS offers nothing narrower:
 X-Ray segments and the VPC network-interface actions Lambda performs for a function in a VPC.
 Plain functions over plain strings: tests call them without the Pulumi engine.
 """
@@ -13,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.topology import (
+    DATABASE_APP_ROLE,
     DERIVED_KEY_PATTERN,
     ORIGINAL_KEY_PATTERN,
     USERS_PREFIX,
     Function,
     Resource,
+    uses_database,
 )
 
 PolicyDocument = dict[str, Any]
@@ -41,6 +44,8 @@ class AccessTargets:
 
     bucket_arn: str
     db_secret_arn: str
+    # arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/ (the role name is appended)
+    db_user_arn_prefix: str
     event_bus_arn: str
     idempotency_table_arn: str
     anthropic_param_arn: str
@@ -79,9 +84,18 @@ def resource_statements(fn: Function, t: AccessTargets) -> list[dict[str, Any]]:
     """The statements for the resources ``fn`` declares (reads and writes), nothing else."""
     reads, writes = fn.reads, fn.writes
     out: list[dict[str, Any]] = []
-    if Resource.DATABASE in fn.resources:
-        # Password auth with the RDS-managed master secret, read at run time.
+    if Resource.DATABASE_ADMIN in fn.resources:
+        # The migrator: password auth with the RDS-managed master secret, read at run time.
         out.append(_allow("DatabaseSecret", ["secretsmanager:GetSecretValue"], [t.db_secret_arn]))
+    elif Resource.DATABASE in fn.resources:
+        # IAM database authentication as the application role, and as no other database user.
+        out.append(
+            _allow(
+                "DatabaseConnect",
+                ["rds-db:connect"],
+                [f"{t.db_user_arn_prefix}{DATABASE_APP_ROLE}"],
+            )
+        )
     for resource, sid, pattern in (
         (Resource.ORIGINALS, "Originals", ORIGINAL_KEY_PATTERN),
         (Resource.DERIVED, "Derived", DERIVED_KEY_PATTERN),
@@ -127,7 +141,7 @@ def resource_statements(fn: Function, t: AccessTargets) -> list[dict[str, Any]]:
 
 def needs_vpc(fn: Function) -> bool:
     """A function that talks to the database runs in the VPC's private subnets."""
-    return Resource.DATABASE in fn.resources
+    return uses_database(fn)
 
 
 def function_policy(

@@ -492,6 +492,292 @@ route_authorizer = ResourceValidationPolicy(
 )
 
 
+# ------------------------------------------------------------------ encryption at rest
+
+QUEUE = "aws:sqs/queue:Queue"
+TOPIC = "aws:sns/topic:Topic"
+BUCKET_ENCRYPTION = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+)
+
+
+def validate_queue_topic_encryption(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props = args.props
+    if args.resource_type == QUEUE:
+        if props.get("sqsManagedSseEnabled") is not True and not props.get("kmsMasterKeyId"):
+            report(
+                "queues are encrypted at rest: sqsManagedSseEnabled: true or a kmsMasterKeyId "
+                "(dead-lettered events carry user data).",
+                None,
+            )
+    elif args.resource_type == TOPIC and not props.get("kmsMasterKeyId"):
+        report(
+            "topics are encrypted with a customer-managed KMS key (kmsMasterKeyId) whose policy "
+            "lets the publisher (CloudWatch) use it.",
+            None,
+        )
+
+
+queue_topic_encryption = ResourceValidationPolicy(
+    name="queues-and-topics-encrypted",
+    description="SQS queues and SNS topics are encrypted at rest.",
+    validate=validate_queue_topic_encryption,
+    enforcement_level=MANDATORY,
+)
+
+
+def validate_every_bucket_encrypted(args: StackValidationArgs, report: ReportViolation) -> None:
+    encrypted: set[str] = set()
+    for config in args.resources:
+        if config.resource_type not in BUCKET_ENCRYPTION:
+            continue
+        rules_ = known(lambda c=config: as_list(c.props.get("rules")), [])
+        algorithms = {
+            ((plain(r) or {}).get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")
+            for r in rules_
+        }
+        bucket = known(lambda c=config: c.props.get("bucket"))
+        if isinstance(bucket, str) and algorithms & {"AES256", "aws:kms", "aws:kms:dsse"}:
+            encrypted.add(bucket)
+    for bucket in args.resources:
+        if bucket.resource_type not in BUCKETS:
+            continue
+        names = {known(lambda b=bucket, k=k: b.props.get(k)) for k in ("id", "bucket")}
+        if not (names & encrypted):
+            report(f"bucket {bucket.name} has no server-side encryption configuration.", bucket.urn)
+
+
+every_bucket_encrypted = StackValidationPolicy(
+    name="every-bucket-encrypted",
+    description="Every bucket has a default server-side encryption configuration.",
+    validate=validate_every_bucket_encrypted,
+    enforcement_level=MANDATORY,
+)
+
+
+# ------------------------------------------------------------------ IAM Resource "*"
+
+IDENTITY_POLICY_TYPES = (
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/policy:Policy",
+    "aws:iam/userPolicy:UserPolicy",
+    "aws:iam/groupPolicy:GroupPolicy",
+    "aws:iam/role:Role",
+)
+# Actions AWS authorizes only on "*" (no resource-level permissions): X-Ray segments, and the
+# network-interface actions Lambda performs for a function in a VPC. Nothing else may be "*".
+DEFAULT_WILDCARD_RESOURCE_ACTIONS = (
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+
+
+def validate_resource_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in IDENTITY_POLICY_TYPES:
+        return
+    allowed = set(_config_list(args, "wildcardResourceActions", DEFAULT_WILDCARD_RESOURCE_ACTIONS))
+    for document in policy_documents(args.resource_type, args.props):
+        for i, statement in enumerate(as_list(document.get("Statement"))):
+            if statement.get("Effect") != "Allow":
+                continue
+            sid = statement.get("Sid") or f"#{i}"
+            if "NotResource" in statement:
+                report(f"statement {sid} allows NotResource (everything but a list).", None)
+            if "*" not in as_list(statement.get("Resource")):
+                continue
+            extra = sorted(set(as_list(statement.get("Action"))) - allowed)
+            if extra:
+                report(
+                    f'statement {sid} grants {extra} on Resource "*": name the resources; only '
+                    f"{sorted(allowed)} have no resource-level permissions.",
+                    None,
+                )
+
+
+iam_resource_wildcards = ResourceValidationPolicy(
+    name="no-wildcard-iam-resources",
+    description='IAM policies grant on Resource "*" only the actions AWS cannot scope.',
+    validate=validate_resource_wildcards,
+    enforcement_level=MANDATORY,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "wildcardResourceActions": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": list(DEFAULT_WILDCARD_RESOURCE_ACTIONS),
+            }
+        }
+    ),
+)
+
+
+# ------------------------------------------------------------------ secrets
+
+PARAMETER = "aws:ssm/parameter:Parameter"
+STACK = "pulumi:pulumi:Stack"
+# Variable names that would hold a secret value; names of references to one end in a suffix.
+SECRET_NAME = re.compile(r"(KEY|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?)$", re.IGNORECASE)
+REFERENCE_SUFFIX = re.compile(r"_(PARAM|ARN|NAME|ID|URL)$", re.IGNORECASE)
+
+
+def validate_secure_parameters(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != PARAMETER:
+        return
+    props = args.props
+    kind = props.get("type")
+    name = str(plain(props.get("name")) or "")
+    looks_secret = bool(SECRET_NAME.search(name.rsplit("/", 1)[-1]))
+    if (isinstance(props.get("value"), Secret) or looks_secret) and kind != "SecureString":
+        report(
+            f"parameter {name or args.name} holds a secret: it must be a SecureString "
+            f"(got {kind!r}); a String parameter is readable by anyone with ssm:GetParameter.",
+            None,
+        )
+
+
+secure_parameters = ResourceValidationPolicy(
+    name="secrets-are-securestring",
+    description="SSM parameters holding secrets are SecureString.",
+    validate=validate_secure_parameters,
+    enforcement_level=MANDATORY,
+)
+
+
+def validate_no_secret_exposed(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props = args.props
+    if args.resource_type == LAMBDA:
+        environment = plain(props.get("environment")) or {}
+        variables = plain(environment.get("variables")) or {}
+        for key, value in variables.items():
+            if isinstance(value, Secret):
+                report(f"environment variable {key} carries a secret value.", None)
+            elif SECRET_NAME.search(key) and not REFERENCE_SUFFIX.search(key):
+                report(
+                    f"environment variable {key} looks like a secret: pass the name of an SSM "
+                    "SecureString parameter or a secret's ARN (…_PARAM, …_ARN) and read it at "
+                    "run time.",
+                    None,
+                )
+    elif args.resource_type == STACK:
+        for key, value in props.items():
+            if isinstance(value, Secret):
+                report(f"stack output {key} is a secret: outputs carry identifiers only.", None)
+
+
+no_secret_exposed = ResourceValidationPolicy(
+    name="no-secret-in-environment-or-outputs",
+    description="No secret in a function's environment or in the stack's outputs.",
+    validate=validate_no_secret_exposed,
+    enforcement_level=MANDATORY,
+)
+
+
+# ------------------------------------------------------------------ names and protection
+
+
+def validate_function_auto_named(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == LAMBDA and props_has(args.props, "name"):
+        report(
+            f"function name {args.props.get('name')!r} is fixed: a replacement (architecture, "
+            "package type) could not be created before the old one is deleted. Leave it "
+            "auto-named.",
+            None,
+        )
+
+
+def props_has(props: Mapping[str, Any], key: str) -> bool:
+    value = props.get(key)
+    return value is not None and value != ""
+
+
+function_auto_named = ResourceValidationPolicy(
+    name="no-fixed-function-names",
+    description="Lambda functions are auto-named (create-before-delete on replacement).",
+    validate=validate_function_auto_named,
+    enforcement_level=MANDATORY,
+)
+
+STATEFUL_TYPES = (
+    RDS_INSTANCE,
+    *BUCKETS,
+    "aws:cognito/userPool:UserPool",
+    "aws:dynamodb/table:Table",
+)
+
+
+def validate_stateful_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in STATEFUL_TYPES:
+        return
+    production = _config_list(args, "productionStacks", DEFAULT_PRODUCTION_STACKS)
+    stack = stack_of(args.urn)
+    if stack in production and not args.opts.protect:
+        report(
+            f"in {stack} every stateful resource is Pulumi-protected (`protect`): a replacement "
+            "or a deletion would lose its data.",
+            None,
+        )
+
+
+stateful_protected = ResourceValidationPolicy(
+    name="stateful-resources-protected-in-production",
+    description="Databases, buckets, user pools and tables are `protect`ed in production.",
+    validate=validate_stateful_protected,
+    enforcement_level=MANDATORY,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "productionStacks": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": list(DEFAULT_PRODUCTION_STACKS),
+            }
+        }
+    ),
+)
+
+
+# ------------------------------------------------------------------ authorizer audience
+
+AUTHORIZER = "aws:apigatewayv2/authorizer:Authorizer"
+COGNITO_ISSUER = re.compile(
+    r"^https://cognito-idp\.[a-z0-9-]+\.amazonaws\.com/[\w-]+_[0-9A-Za-z]+$"
+)
+
+
+def validate_authorizer_audience(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != AUTHORIZER or args.props.get("authorizerType") != "JWT":
+        return
+    config = plain(args.props.get("jwtConfiguration")) or {}
+    audiences = [a for a in as_list(config.get("audiences")) if a]
+    if not audiences or any(a == "*" for a in audiences):
+        report(
+            "a JWT authorizer names its audience (the app client id): without it a token "
+            "issued by the pool to any client is accepted.",
+            None,
+        )
+    issuer = config.get("issuer")
+    if not (isinstance(issuer, str) and COGNITO_ISSUER.match(issuer)):
+        report(
+            f"JWT issuer {issuer!r} is not a Cognito user pool "
+            "(https://cognito-idp.<region>.amazonaws.com/<pool id>).",
+            None,
+        )
+
+
+authorizer_audience = ResourceValidationPolicy(
+    name="jwt-authorizer-audience",
+    description="JWT authorizers check the user pool's issuer and the app client's audience.",
+    validate=validate_authorizer_audience,
+    enforcement_level=MANDATORY,
+)
+
+
 RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     image_by_digest,
     image_platform,
@@ -501,10 +787,18 @@ RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     bucket_public_access_block,
     no_wildcard_iam,
     route_authorizer,
+    queue_topic_encryption,
+    iam_resource_wildcards,
+    secure_parameters,
+    no_secret_exposed,
+    function_auto_named,
+    stateful_protected,
+    authorizer_audience,
 ]
 STACK_POLICIES: list[StackValidationPolicy] = [
     architecture_matches_platform,
     async_functions_destination,
     every_bucket_blocked,
+    every_bucket_encrypted,
 ]
 POLICIES = [*RESOURCE_POLICIES, *STACK_POLICIES]

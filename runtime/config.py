@@ -7,10 +7,28 @@ are used.
 """
 
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runtime.topology import Resource
+
+HTTP = "http"  # needed by the HTTP function (its trigger), whatever it declares
+
+
+def deployed(kind: str, *needed_by: Resource | str) -> Any:
+    """Field metadata: on AWS this setting is provided to every function that declares one of
+    ``needed_by`` (a topology ``Resource``, or :data:`HTTP`), as a value of ``kind`` — ``name``,
+    ``arn``, ``host``, ``port``, ``int``, ``id``, ``parameter`` (an SSM name) or ``literal``;
+    with no ``needed_by``, every function gets it.
+    The infrastructure tests derive the contract from it (tests/infra/test_runtime_contract.py).
+    """
+    return {"deployed": {"kind": kind, "needed_by": [str(n) for n in needed_by]}}
+
+
+_BUCKET = (Resource.ORIGINALS, Resource.DERIVED, Resource.USER_OBJECTS)
+_DB = (Resource.DATABASE, Resource.DATABASE_ADMIN)
 
 LOCAL_EMBEDDING_DIMENSION = 384
 VOYAGE_DEFAULT_DIMENSION = 1024
@@ -19,27 +37,43 @@ VOYAGE_DEFAULT_DIMENSION = 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", extra="ignore")
 
-    stack: str = "local"
-    region: str = "us-east-1"
+    stack: str = Field("local", json_schema_extra=deployed("name"))
+    region: str = Field("us-east-1", json_schema_extra=deployed("name"))
     aws_endpoint_url: str | None = None
 
     # Database: a full URL locally; on AWS host/name/user plus the RDS-managed secret.
     database_url: str | None = None
-    db_host: str | None = None
-    db_port: int = 5432
-    db_name: str = "collections"
-    db_secret_arn: str | None = None
+    db_host: str | None = Field(None, json_schema_extra=deployed("host", *_DB))
+    db_port: int = Field(5432, json_schema_extra=deployed("port", *_DB))
+    db_name: str = Field("collections", json_schema_extra=deployed("name", *_DB))
+    # The application role, signing in with an IAM token (no password): every function but the
+    # migrator. The migrator instead reads the RDS-managed master secret.
+    db_user: str | None = Field(None, json_schema_extra=deployed("name", Resource.DATABASE))
+    db_secret_arn: str | None = Field(
+        None, json_schema_extra=deployed("arn", Resource.DATABASE_ADMIN)
+    )
+    # Connections one process may hold (SQLAlchemy pool_size + max_overflow). On AWS the product
+    # of these and the functions' reserved concurrency stays below the server's max_connections.
+    db_pool_size: int = Field(2, ge=1, json_schema_extra=deployed("int", *_DB))
+    db_max_overflow: int = Field(2, ge=0, json_schema_extra=deployed("int", *_DB))
 
-    bucket: str = "collections-local"
-    event_bus_name: str = "collections-local"
-    event_source: str = "collections.pipeline"  # = topology.PIPELINE_EVENT_SOURCE
-    idempotency_table: str | None = None
+    bucket: str = Field("collections-local", json_schema_extra=deployed("name", *_BUCKET))
+    event_bus_name: str = Field(
+        "collections-local", json_schema_extra=deployed("name", Resource.EVENTS)
+    )
+    # = topology.PIPELINE_EVENT_SOURCE
+    event_source: str = Field(
+        "collections.pipeline", json_schema_extra=deployed("literal", Resource.EVENTS)
+    )
+    idempotency_table: str | None = Field(
+        None, json_schema_extra=deployed("name", Resource.IDEMPOTENCY)
+    )
 
     # Cognito: the tenant is the verified token's ``sub``. The JWKS URL defaults to the pool's
     # (https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json); local mode
     # points it at the emulator, whose tokens still carry the AWS-style issuer.
-    cognito_user_pool_id: str | None = None
-    cognito_app_client_id: str | None = None
+    cognito_user_pool_id: str | None = Field(None, json_schema_extra=deployed("id", HTTP))
+    cognito_app_client_id: str | None = Field(None, json_schema_extra=deployed("id", HTTP))
     cognito_jwks_url: str | None = None
     # Refuse tokens issued (``iat``) longer ago than this, whatever their ``exp``; None: only
     # ``exp`` limits a token's life (Cognito's are at most a day).
@@ -63,19 +97,34 @@ class Settings(BaseSettings):
     # included); larger files go straight to S3 with the presigned POST of POST /items.
     api_direct_upload_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
-    analyzer: Literal["auto", "anthropic", "local"] = "auto"
-    anthropic_model: str = "claude-sonnet-4-6"
+    analyzer: Literal["auto", "anthropic", "local"] = Field(
+        "auto", json_schema_extra=deployed("literal", Resource.ANTHROPIC_KEY)
+    )
+    anthropic_model: str = Field(
+        "claude-sonnet-4-6", json_schema_extra=deployed("literal", Resource.ANTHROPIC_KEY)
+    )
     anthropic_base_url: str | None = None
-    anthropic_api_key_param: str | None = None
+    anthropic_api_key_param: str | None = Field(
+        None, json_schema_extra=deployed("parameter", Resource.ANTHROPIC_KEY)
+    )
     anthropic_max_tokens: int = 2048
     anthropic_timeout_s: float = 60.0
 
-    embedder: Literal["auto", "voyage", "local"] = "auto"
-    voyage_model: str = "voyage-3.5-lite"
+    embedder: Literal["auto", "voyage", "local"] = Field(
+        "auto", json_schema_extra=deployed("literal", Resource.VOYAGE_KEY)
+    )
+    voyage_model: str = Field(
+        "voyage-3.5-lite", json_schema_extra=deployed("literal", Resource.VOYAGE_KEY)
+    )
     voyage_base_url: str | None = None
-    voyage_api_key_param: str | None = None
-    # None: the configured embedder's native dimension.
-    embedding_dimension: int | None = None
+    voyage_api_key_param: str | None = Field(
+        None, json_schema_extra=deployed("parameter", Resource.VOYAGE_KEY)
+    )
+    # None: the configured embedder's native dimension. Part of the schema (the vector column),
+    # so every function that touches the database agrees on it.
+    embedding_dimension: int | None = Field(
+        None, json_schema_extra=deployed("int", *_DB, Resource.VOYAGE_KEY)
+    )
 
     thumbnail_sizes: tuple[int, ...] = (256, 1024)
     analysis_max_edge: int = Field(default=1568, ge=256)

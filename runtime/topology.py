@@ -13,6 +13,14 @@ ORIGINAL_KEY_PATTERN = "users/*/items/*/original"
 DERIVED_KEY_PATTERN = "users/*/items/*/derived/*"
 USERS_PREFIX = "users/"
 
+# The PostgreSQL role every function except the migrator connects as. The migrations create it
+# with only the privileges the service needs (data, not schema); on AWS it signs in with IAM
+# database authentication, so it has no password anywhere.
+DATABASE_APP_ROLE = "collections_app"
+# Connections one execution environment may hold: Lambda runs one invocation at a time per
+# environment; the second connection covers a nested unit of work.
+DB_CONNECTIONS_PER_ENVIRONMENT = 2
+
 
 class EventType(StrEnum):
     """``detail-type`` of the events the pipeline publishes on its bus."""
@@ -27,7 +35,8 @@ class EventType(StrEnum):
 class Resource(StrEnum):
     """What a function may touch. The Pulumi program turns each into least-privilege IAM."""
 
-    DATABASE = "database"  # RDS connection + the RDS-managed master secret
+    DATABASE = "database"  # RDS connection as the application role (IAM database auth)
+    DATABASE_ADMIN = "database:admin"  # as the master user, via the RDS-managed secret
     ORIGINALS = "s3:originals"  # users/*/items/*/original
     DERIVED = "s3:derived"  # users/*/items/*/derived/*
     USER_OBJECTS = "s3:users"  # everything under users/ (list and delete)
@@ -98,6 +107,10 @@ class Function:
     writes: frozenset[Resource] = field(default_factory=frozenset)
     retry: RetryPolicy = RetryPolicy()
     description: str = ""
+    # Reserved concurrency: the most execution environments the function may run at once. It
+    # bounds the database connections (see infra/database.py) and keeps one function from
+    # starving the others of the account's concurrency.
+    reserved_concurrency: int = 2
 
     @property
     def resources(self) -> frozenset[Resource]:
@@ -114,6 +127,7 @@ FUNCTIONS: tuple[Function, ...] = (
         reads=frozenset({Resource.DATABASE, Resource.USER_OBJECTS, Resource.VOYAGE_KEY}),
         writes=frozenset({Resource.DATABASE, Resource.USER_OBJECTS, Resource.EVENTS}),
         description="HTTP API: items, uploads, search",
+        reserved_concurrency=15,
     ),
     Function(
         name="thumbnail",
@@ -124,6 +138,7 @@ FUNCTIONS: tuple[Function, ...] = (
         reads=frozenset({Resource.ORIGINALS, Resource.DATABASE}),
         writes=frozenset({Resource.DERIVED, Resource.DATABASE, Resource.EVENTS}),
         description="Thumbnails and the analysis-size derivative of an uploaded original",
+        reserved_concurrency=5,
     ),
     Function(
         name="analyze",
@@ -136,6 +151,7 @@ FUNCTIONS: tuple[Function, ...] = (
         ),
         writes=frozenset({Resource.DATABASE, Resource.EVENTS, Resource.IDEMPOTENCY}),
         description="Vision-model analysis of the analysis-size derivative",
+        reserved_concurrency=5,
     ),
     Function(
         name="embed",
@@ -146,6 +162,7 @@ FUNCTIONS: tuple[Function, ...] = (
         reads=frozenset({Resource.DATABASE, Resource.VOYAGE_KEY}),
         writes=frozenset({Resource.DATABASE, Resource.EVENTS}),
         description="Search document (full text + embedding) from the latest analysis",
+        reserved_concurrency=5,
     ),
     Function(
         name="cleanup",
@@ -156,6 +173,7 @@ FUNCTIONS: tuple[Function, ...] = (
         reads=frozenset({Resource.DATABASE, Resource.USER_OBJECTS}),
         writes=frozenset({Resource.DATABASE, Resource.USER_OBJECTS}),
         description="Fails abandoned items and removes unreferenced objects",
+        reserved_concurrency=1,
     ),
     Function(
         name="migrate",
@@ -163,11 +181,20 @@ FUNCTIONS: tuple[Function, ...] = (
         trigger=Deploy(),
         memory_mb=512,
         timeout_s=300,
-        reads=frozenset({Resource.DATABASE}),
-        writes=frozenset({Resource.DATABASE}),
+        reads=frozenset({Resource.DATABASE_ADMIN}),
+        writes=frozenset({Resource.DATABASE_ADMIN}),
         description="Applies database migrations during a deployment",
+        reserved_concurrency=1,
     ),
 )
+
+
+DATABASE_ACCESS = frozenset({Resource.DATABASE, Resource.DATABASE_ADMIN})
+
+
+def uses_database(fn: Function) -> bool:
+    """Whether ``fn`` connects to PostgreSQL (as the application role or as the master user)."""
+    return bool(fn.resources & DATABASE_ACCESS)
 
 
 def function(name: str) -> Function:

@@ -77,3 +77,59 @@ def test_migrations_up_down_up(postgres: LocalPostgres) -> None:
     finally:
         engine.dispose()
         postgres.drop_database("migrations_check")
+
+
+def test_the_application_role_changes_rows_never_the_schema(postgres: LocalPostgres) -> None:
+    """The functions' role (created by the migrations) may read and write data, read the schema
+    version, and nothing else: no DDL, no schema-version writes, no new roles."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    from runtime.topology import DATABASE_APP_ROLE
+
+    postgres.drop_database("app_role_check")
+    url = postgres.create_database("app_role_check", extensions=())
+    admin = create_engine(url)
+    app = create_engine(make_url(url).set(username=DATABASE_APP_ROLE, password=None))
+    try:
+        migrate.upgrade(admin)
+        with app.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO items (id, user_id, status, original_key) "
+                    "VALUES (gen_random_uuid(), 'u1', 'uploading', 'users/u1/items/x/original')"
+                )
+            )
+            conn.execute(text("UPDATE items SET status = 'failed' WHERE user_id = 'u1'"))
+            assert conn.execute(text("SELECT count(*) FROM items")).scalar() == 1
+            conn.execute(text("DELETE FROM items WHERE user_id = 'u1'"))
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        forbidden = [
+            "CREATE TABLE intruder (id int)",
+            "DROP TABLE items",
+            "ALTER TABLE items ADD COLUMN intruder int",
+            "TRUNCATE items",
+            "UPDATE alembic_version SET version_num = 'x'",
+            "CREATE ROLE intruder",
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        ]
+        for statement in forbidden:
+            with app.connect() as conn, conn.begin():
+                try:
+                    conn.execute(text(statement))
+                except ProgrammingError as err:
+                    assert "permission denied" in str(err) or "must be owner" in str(err), err
+                else:
+                    raise AssertionError(f"the application role may run: {statement}")
+        migrate.downgrade(admin)
+        with app.connect() as conn, conn.begin():
+            try:
+                conn.execute(text("SELECT 1 FROM alembic_version"))
+            except ProgrammingError as err:
+                assert "permission denied" in str(err)
+            else:
+                raise AssertionError("privileges survive the downgrade")
+    finally:
+        app.dispose()
+        admin.dispose()
+        postgres.drop_database("app_role_check")

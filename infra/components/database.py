@@ -1,7 +1,11 @@
 """Database: RDS PostgreSQL (pgvector >= 0.8) in isolated subnets, encrypted, never public, TLS
 forced by its parameter group, the master password generated and rotated by RDS in Secrets
 Manager (it never passes through Pulumi config or state), reachable only from the functions'
-security group.
+security group. IAM database authentication is on: the service functions sign in as the
+application role (created by the migrations) with IAM tokens; only the migrator uses the master
+secret. ``max_connections`` is set explicitly, and the stack configuration is refused when the
+functions' reserved concurrency could open more (``infra.config.required_connections``). Major
+version upgrades are never applied by an update; storage autoscaling has a ceiling.
 """
 
 from __future__ import annotations
@@ -17,9 +21,24 @@ DB_USERNAME = "collections_admin"
 DB_PORT = 5432
 
 
-def parameter_group_parameters() -> list[dict[str, str]]:
-    """Server settings: TLS required for every connection."""
-    return [{"name": "rds.force_ssl", "value": "1", "apply_method": "immediate"}]
+def parameter_group_parameters(max_connections: int) -> list[dict[str, str]]:
+    """Server settings: TLS required for every connection; the connection ceiling the
+    functions' budget is checked against (a static parameter: applied at the next reboot)."""
+    return [
+        {"name": "rds.force_ssl", "value": "1", "apply_method": "immediate"},
+        {
+            "name": "max_connections",
+            "value": str(max_connections),
+            "apply_method": "pending-reboot",
+        },
+    ]
+
+
+def db_user_arn_prefix(instance_arn: str, resource_id: str) -> str:
+    """``arn:<partition>:rds-db:<region>:<account>:dbuser:<DbiResourceId>/``: what
+    ``rds-db:connect`` is granted on (the database user's name is appended)."""
+    _, partition, _, region, account, *_ = instance_arn.split(":")
+    return f"arn:{partition}:rds-db:{region}:{account}:dbuser:{resource_id}/"
 
 
 def first_secret_arn(secrets: list[object] | None) -> str | None:
@@ -92,7 +111,7 @@ class Database(pulumi.ComponentResource):
             f"{name}-params",
             family=cfg.parameter_group_family,
             description="Collections PostgreSQL: TLS required",
-            parameters=parameter_group_parameters(),
+            parameters=parameter_group_parameters(cfg.max_connections),
             opts=child,
         )
 
@@ -107,6 +126,7 @@ class Database(pulumi.ComponentResource):
             max_allocated_storage=cfg.max_allocated_storage_gb,
             storage_type="gp3",
             storage_encrypted=True,
+            iam_database_authentication_enabled=True,
             db_name=DB_NAME,
             username=DB_USERNAME,
             manage_master_user_password=True,
@@ -129,6 +149,11 @@ class Database(pulumi.ComponentResource):
         self.address = self.instance.address
         self.port = self.instance.port
         self.master_secret_arn = self.instance.master_user_secrets.apply(first_secret_arn)
+        # The account the stack deploys to, as the instance's ARN names it (no extra invoke).
+        self.account_id = self.instance.arn.apply(lambda arn: arn.split(":")[4])
+        self.user_arn_prefix = pulumi.Output.all(
+            self.instance.arn, self.instance.resource_id
+        ).apply(lambda a: db_user_arn_prefix(a[0], a[1]))
         self.security_group_id = self.security_group.id
         self.register_outputs(
             {

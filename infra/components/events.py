@@ -96,6 +96,8 @@ class Events(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.rules = {}
+        # Function -> the bus its rule lives on (None: the default bus), for the rule's metrics.
+        self.rule_buses: dict[str, pulumi.Output[str | None]] = {}
         self.targets = {}
         self.permissions = {}
 
@@ -148,6 +150,7 @@ class Events(pulumi.ComponentResource):
                 opts=child,
             )
             self.rules[fn.name] = rule
+            self.rule_buses[fn.name] = bus_name
         self.register_outputs(
             {"busName": self.bus.name, "ruleArns": {n: r.arn for n, r in self.rules.items()}}
         )

@@ -1,11 +1,13 @@
 """Functions: one Lambda per entry of ``runtime.topology.FUNCTIONS``.
 
 Each function gets: its own auto-named role with an inline least-privilege policy derived from
-its declared resources (:mod:`infra.iam`), a log group created here with a retention, the runtime
-image by digest with the handler as the image command, the configured architecture, memory and
-timeout from the topology, the VPC's private subnets when it talks to the database, active X-Ray
-tracing, and — when EventBridge invokes it asynchronously — an encrypted SQS dead-letter queue
-used both as the async on-failure destination and as the rule target's DLQ.
+its declared resources (:mod:`infra.iam`) that the function depends on (on a fresh stack Lambda
+checks the role's permissions at creation), a log group created here with a retention, the
+runtime image by digest with the handler as the image command, the configured architecture,
+memory, timeout and reserved concurrency from the topology, the VPC's private subnets when it
+talks to the database, active X-Ray tracing, and — when EventBridge invokes it asynchronously —
+an encrypted SQS dead-letter queue used both as the async on-failure destination and as the
+rule target's DLQ.
 
 Creation happens in two steps so the migrations can run in between: the constructor creates the
 roles, log groups, queues and the migrator (the ``Deploy`` function);
@@ -55,6 +57,7 @@ class TargetArns:
 
     bucket_arn: pulumi.Input[str]
     db_secret_arn: pulumi.Input[str]
+    db_user_arn_prefix: pulumi.Input[str]
     event_bus_arn: pulumi.Input[str]
     idempotency_table_arn: pulumi.Input[str]
     anthropic_param_arn: pulumi.Input[str]
@@ -188,6 +191,7 @@ class Functions(pulumi.ComponentResource):
             architectures=[cfg.architecture],
             memory_size=fn.memory_mb,
             timeout=fn.timeout_s,
+            reserved_concurrent_executions=fn.reserved_concurrency,
             role=self.roles[fn.name].arn,
             environment={"variables": dict(env)},
             vpc_config=vpc_config,

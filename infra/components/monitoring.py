@@ -1,10 +1,18 @@
-"""Monitoring: a CloudWatch dashboard and alarms to an SNS topic (optional email subscription).
+"""Monitoring: a CloudWatch dashboard and alarms to a KMS-encrypted SNS topic (optional email
+subscription).
 
 Dashboard: HTTP API requests, ``4xx``/``5xx`` and ``Latency`` (the metric names HTTP APIs
 publish under ``AWS/ApiGateway`` with the ``ApiId`` dimension); per function errors, duration and
 throttles; dead-letter queue depth; RDS CPU, free storage and connections.
-Alarms: any message in a dead-letter queue, any function error, the API's 5xx rate, RDS free
-storage. Every metric names its resource through that resource's outputs.
+Alarms: any message in a dead-letter queue; any function error or throttle; any failure to
+deliver an async invocation to its on-failure destination; per EventBridge rule, any invocation
+that failed for good or could not reach its dead-letter queue; the API's 5xx rate; RDS free
+storage and connections near max_connections. Every metric names its resource through that
+resource's outputs; ``tests/infra/aws_metrics.py`` holds the AWS facts (namespace, dimensions,
+unit) each alarm is checked against.
+
+The topic is encrypted with a customer-managed key (SNS's AWS-managed key cannot be used by
+CloudWatch alarms: its policy cannot be changed to let CloudWatch publish).
 """
 
 from __future__ import annotations
@@ -23,6 +31,35 @@ API_METRICS = ("Count", "4xx", "5xx", "Latency")
 FUNCTION_METRICS = ("Errors", "Duration", "Throttles")
 RDS_METRICS = ("CPUUtilization", "FreeStorageSpace", "DatabaseConnections")
 GIB = 1024**3
+# Alarm when connections reach this share of max_connections.
+DB_CONNECTIONS_ALARM_SHARE = 0.8
+
+
+def alarm_key_policy(account_id: str) -> str:
+    """The topic key's policy: the account administers it (the default key policy, without which
+    the key could become unmanageable); CloudWatch may use it to publish alarms to the topic."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AccountAdministers",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "CloudWatchPublishesAlarms",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                },
+            ],
+        }
+    )
 
 
 def dashboard_name(stack: str) -> str:
@@ -105,13 +142,25 @@ class Monitoring(pulumi.ComponentResource):
         api_id: pulumi.Input[str],
         function_names: Mapping[str, pulumi.Input[str]],
         queue_names: Mapping[str, pulumi.Input[str]],
+        rules: Mapping[str, tuple[pulumi.Input[str], pulumi.Input[str | None]]],
+        async_function_names: Mapping[str, pulumi.Input[str]],
         db_instance_id: pulumi.Input[str],
+        db_max_connections: int,
+        account_id: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("collections:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.topic = aws.sns.Topic(f"{name}-alarms", opts=child)
+        self.key = aws.kms.Key(
+            f"{name}-alarms-key",
+            description=f"Collections {stack}: alarm topic encryption",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.from_input(account_id).apply(alarm_key_policy),
+            opts=child,
+        )
+        self.topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=self.key.arn, opts=child)
         if cfg.alarm_email:
             aws.sns.TopicSubscription(
                 f"{name}-alarms-email",
@@ -146,12 +195,30 @@ class Monitoring(pulumi.ComponentResource):
                 threshold=0,
                 comparison_operator="GreaterThanThreshold",
             )
+        lambda_alarms = (
+            ("errors", "Errors", "function errors"),
+            ("throttles", "Throttles", "throttled invocations (reserved concurrency reached)"),
+        )
         for fn, function in sorted(function_names.items()):
+            for suffix, metric, what in lambda_alarms:
+                alarm(
+                    f"{fn}-{suffix}",
+                    alarm_description=f"{fn}: {what}",
+                    namespace="AWS/Lambda",
+                    metric_name=metric,
+                    dimensions={"FunctionName": function},
+                    statistic="Sum",
+                    period=300,
+                    evaluation_periods=1,
+                    threshold=0,
+                    comparison_operator="GreaterThanThreshold",
+                )
+        for fn, function in sorted(async_function_names.items()):
             alarm(
-                f"{fn}-errors",
-                alarm_description=f"{fn}: function errors",
+                f"{fn}-destination-failures",
+                alarm_description=f"{fn}: a failed event could not reach its dead-letter queue",
                 namespace="AWS/Lambda",
-                metric_name="Errors",
+                metric_name="DestinationDeliveryFailures",
                 dimensions={"FunctionName": function},
                 statistic="Sum",
                 period=300,
@@ -159,6 +226,32 @@ class Monitoring(pulumi.ComponentResource):
                 threshold=0,
                 comparison_operator="GreaterThanThreshold",
             )
+        rule_alarms = (
+            ("failed-invocations", "FailedInvocations", "events that failed for good"),
+            (
+                "dlq-failures",
+                "InvocationsFailedToBeSentToDlq",
+                "events lost: the dead-letter queue refused them",
+            ),
+        )
+        for fn, (rule_name, bus_name) in sorted(rules.items()):
+            # Metrics of a rule on a custom bus carry EventBusName too; default-bus rules do not.
+            dimensions = pulumi.Output.all(rule_name, bus_name).apply(
+                lambda a: {"RuleName": a[0]} | ({"EventBusName": a[1]} if a[1] else {})
+            )
+            for suffix, metric, what in rule_alarms:
+                alarm(
+                    f"{fn}-rule-{suffix}",
+                    alarm_description=f"{fn} rule: {what}",
+                    namespace="AWS/Events",
+                    metric_name=metric,
+                    dimensions=dimensions,
+                    statistic="Sum",
+                    period=300,
+                    evaluation_periods=1,
+                    threshold=0,
+                    comparison_operator="GreaterThanThreshold",
+                )
         # For HTTP APIs the 5xx metric is 0 or 1 per request, so its Average is the error rate.
         alarm(
             "api-5xx-rate",
@@ -183,6 +276,18 @@ class Monitoring(pulumi.ComponentResource):
             evaluation_periods=1,
             threshold=cfg.db_free_storage_threshold_gb * GIB,
             comparison_operator="LessThanThreshold",
+        )
+        alarm(
+            "db-connections",
+            alarm_description="Database: connections near max_connections",
+            namespace="AWS/RDS",
+            metric_name="DatabaseConnections",
+            dimensions={"DBInstanceIdentifier": db_instance_id},
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=3,
+            threshold=int(db_max_connections * DB_CONNECTIONS_ALARM_SHARE),
+            comparison_operator="GreaterThanOrEqualToThreshold",
         )
 
         fn_names = pulumi.Output.all(**function_names)

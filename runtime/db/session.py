@@ -1,8 +1,11 @@
 """The database engine: created lazily, once per process, reused across Lambda invocations.
 
-Locally the URL comes from settings. On AWS it is built from the host and the RDS-managed master
-secret, whose password is fetched (and cached) at connect time so that a rotation is picked up by
-new connections; TLS is required.
+Locally the URL comes from settings. On AWS it is built from the host, TLS required, and the
+credentials are produced at connect time: the service functions sign in as the application role
+(``db_user``) with an IAM authentication token (signed locally from the function's role, valid 15
+minutes, so no password exists anywhere); the migrator reads the RDS-managed master secret,
+cached, so a rotation is picked up by new connections. The pool is bounded by ``db_pool_size`` +
+``db_max_overflow`` (see the README's "Database connections").
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ SECRET_MAX_AGE_SECONDS = 300
 def database_url(settings: Settings) -> str | URL:
     if settings.database_url:
         return settings.database_url
-    if not (settings.db_host and settings.db_secret_arn):
+    if not (settings.db_host and (settings.db_secret_arn or settings.db_user)):
         raise RuntimeError(
             "no database configured: set COLLECTIONS_DATABASE_URL, or COLLECTIONS_DB_HOST "
-            "and COLLECTIONS_DB_SECRET_ARN"
+            "and COLLECTIONS_DB_USER (IAM authentication) or COLLECTIONS_DB_SECRET_ARN"
         )
     return URL.create(
         "postgresql+psycopg",
@@ -43,26 +46,37 @@ def make_engine(settings: Settings) -> Engine:
     engine = create_engine(
         database_url(settings),
         pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=2,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_recycle=300,
     )
     if not settings.database_url:
-        secret_arn = settings.db_secret_arn
 
         @event.listens_for(engine, "do_connect")
         def _inject_credentials(
             dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]
         ) -> None:
-            from aws_lambda_powertools.utilities import parameters
-
-            secret = json.loads(
-                parameters.get_secret(str(secret_arn), max_age=SECRET_MAX_AGE_SECONDS)
-            )
-            cparams["user"] = secret["username"]
-            cparams["password"] = secret["password"]
+            cparams.update(credentials(settings))
 
     return engine
+
+
+def credentials(settings: Settings) -> dict[str, str]:
+    """User and password for a new connection on AWS."""
+    if settings.db_secret_arn:
+        from aws_lambda_powertools.utilities import parameters
+
+        secret = json.loads(
+            parameters.get_secret(settings.db_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
+        )
+        return {"user": secret["username"], "password": secret["password"]}
+    from runtime.adapters.aws import client
+
+    user = str(settings.db_user)
+    token = client("rds").generate_db_auth_token(
+        DBHostname=settings.db_host, Port=settings.db_port, DBUsername=user
+    )
+    return {"user": user, "password": token}
 
 
 @cache

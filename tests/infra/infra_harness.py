@@ -139,6 +139,7 @@ def mock_outputs(
             "address": f"{ident}.cmock.{REGION}.rds.amazonaws.com",
             "port": inputs.get("port", 5432),
             "arn": arn.format("rds", f"db:{ident}"),
+            "resourceId": f"db-MOCK{_short(name).upper()}",
             "masterUserSecrets": [{"secretArn": secret, "secretStatus": "active"}],
         }
         rid = ident
@@ -186,6 +187,9 @@ def mock_outputs(
     elif typ in ("aws:sns/topic:Topic", "aws:cloudwatch/metricAlarm:MetricAlarm"):
         service = "sns" if "sns" in typ else "cloudwatch"
         out = {"name": phys, "arn": arn.format(service, phys)}
+    elif typ == "aws:kms/key:Key":
+        rid = f"mrk-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+        out = {"arn": arn.format("kms", f"key/{rid}"), "keyId": rid}
     elif typ == "aws:cloudwatch/dashboard:Dashboard":
         out = {"dashboardArn": f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{inputs['dashboardName']}"}
         rid = inputs["dashboardName"]

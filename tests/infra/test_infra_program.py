@@ -31,6 +31,7 @@ from infra.build import migrations_hash
 from infra.environment import EVENT_SOURCE
 from runtime.config import Settings
 from runtime.topology import (
+    DATABASE_APP_ROLE,
     FUNCTIONS,
     ORIGINAL_KEY_PATTERN,
     Deploy,
@@ -42,6 +43,7 @@ from runtime.topology import (
     Schedule,
     event_functions,
     function,
+    uses_database,
 )
 
 LAMBDA = "aws:lambda/function:Function"
@@ -165,7 +167,7 @@ def test_lambda_runs_the_image_by_digest_with_its_handler(
     assert i["timeout"] == fn.timeout_s
     assert i["tracingConfig"] == {"mode": "Active"}
     assert "handler" not in i and "runtime" not in i
-    if Resource.DATABASE in fn.resources:
+    if uses_database(fn):
         (vpc,) = deployment.of_type("awsx:ec2:Vpc")
         assert i["vpcConfig"]["subnetIds"] == vpc.state["privateSubnetIds"]
         (sg,) = [
@@ -321,8 +323,12 @@ def allowed_actions(fn: Function) -> set[str]:
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     }
-    if Resource.DATABASE in fn.resources:
-        allowed |= ENI_AND_XRAY | {"secretsmanager:GetSecretValue"}
+    if uses_database(fn):
+        allowed |= ENI_AND_XRAY
+    if Resource.DATABASE_ADMIN in fn.resources:
+        allowed.add("secretsmanager:GetSecretValue")
+    elif Resource.DATABASE in fn.resources:
+        allowed.add("rds-db:connect")
     if fn in event_functions():
         allowed.add("sqs:SendMessage")
     per_read = {
@@ -380,6 +386,12 @@ def check_statement(d: Deployment, fn: Function, fn_res: Res, s: dict[str, Any])
                 assert s["Condition"] == {"StringLike": {"s3:prefix": ["users/", "users/*"]}}
             elif service == "secretsmanager":
                 assert resource == secret_arn(d)
+            elif service == "rds-db":
+                db = rds(d).state
+                assert resource == (
+                    f"arn:aws:rds-db:us-east-1:{ACCOUNT}:dbuser:{db['resourceId']}/"
+                    f"{DATABASE_APP_ROLE}"
+                )
             elif service == "ssm":
                 key = {
                     Resource.ANTHROPIC_KEY: "anthropicApiKey",
@@ -757,8 +769,12 @@ def test_parameters_use_one_naming_scheme_and_functions_get_names(deployment: De
             assert not key.endswith("_API_KEY"), key
             if key.endswith("_API_KEY_PARAM"):
                 assert value in names
-        if Resource.DATABASE in fn.resources:
+        if Resource.DATABASE_ADMIN in fn.resources:
             assert env["COLLECTIONS_DB_SECRET_ARN"] == secret_arn(deployment)
+        elif Resource.DATABASE in fn.resources:
+            assert env["COLLECTIONS_DB_USER"] == DATABASE_APP_ROLE
+            assert "COLLECTIONS_DB_SECRET_ARN" not in env
+        if uses_database(fn):
             assert env["COLLECTIONS_DB_HOST"] == rds(deployment).state["address"]
 
 

@@ -552,7 +552,7 @@ def test_references_to_functions_are_exactly_the_functions_outputs(salted: Deplo
     assert sorted(t.inputs["arn"] for t in targets) == sorted(arn[k] for k in async_names)
     assert sorted(c.inputs["functionName"] for c in configs) == sorted(name[k] for k in async_names)
     alarms = d.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    errors = [a for a in alarms if a.inputs["namespace"] == "AWS/Lambda"]
+    errors = [a for a in alarms if a.inputs["metricName"] == "Errors"]
     assert sorted(a.inputs["dimensions"]["FunctionName"] for a in errors) == sorted(name.values())
     (dashboard,) = d.of_type("aws:cloudwatch/dashboard:Dashboard")
     rows = [

@@ -38,11 +38,13 @@ from runtime.topology import (
     Resource,
     event_functions,
     function,
+    uses_database,
 )
 
 TARGETS = AccessTargets(
     bucket_arn="arn:aws:s3:::bucket",
     db_secret_arn="arn:aws:secretsmanager:us-east-1:1:secret:rds!db",
+    db_user_arn_prefix="arn:aws:rds-db:us-east-1:1:dbuser:db-ABC/",
     event_bus_arn="arn:aws:events:us-east-1:1:event-bus/bus",
     idempotency_table_arn="arn:aws:dynamodb:us-east-1:1:table/idem",
     anthropic_param_arn="arn:aws:ssm:us-east-1:1:parameter/collections/dev/anthropicApiKey",
@@ -225,7 +227,7 @@ def test_only_the_http_function_learns_the_cognito_ids() -> None:
 def test_every_database_function_agrees_on_the_vector_width() -> None:
     for fn in FUNCTIONS:
         env = function_environment(fn, _refs())
-        if Resource.DATABASE in fn.resources:
+        if uses_database(fn):
             assert env["COLLECTIONS_EMBEDDING_DIMENSION"] == "1024"
 
 

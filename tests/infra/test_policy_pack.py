@@ -22,6 +22,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.policy import _NotApplicableError
+from pulumi_policy.secret import Secret
 
 from infra.build import PLATFORMS
 from policy import rules
@@ -510,3 +511,214 @@ def test_the_program_passes_the_stack_analysis(label: str) -> None:
     ]
     response = _servicer().AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), None)
     assert list(response.diagnostics) == []
+
+
+# ------------------------------------------------------------------ encryption, IAM scope, secrets
+
+
+@pytest.mark.parametrize(
+    ("typ", "props", "problem"),
+    [
+        (rules.QUEUE, {"sqsManagedSseEnabled": True}, None),
+        (rules.QUEUE, {"kmsMasterKeyId": "alias/k"}, None),
+        (rules.QUEUE, {"sqsManagedSseEnabled": False}, "encrypted at rest"),
+        (rules.QUEUE, {}, "encrypted at rest"),
+        (rules.TOPIC, {"kmsMasterKeyId": "arn:aws:kms:us-east-1:1:key/k"}, None),
+        (rules.TOPIC, {}, "customer-managed KMS key"),
+    ],
+    ids=["sqs-sse", "sqs-kms", "sqs-off", "sqs-unset", "topic-kms", "topic-plain"],
+)
+def test_queues_and_topics_are_encrypted(
+    typ: str, props: dict[str, Any], problem: str | None
+) -> None:
+    found = violations(rules.queue_topic_encryption, resource_args(typ, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_every_bucket_has_default_encryption(encrypted: bool) -> None:
+    bucket = stack_resource(rules.BUCKETS[0], "b", {"id": "b-1", "bucket": "b-1"})
+    sse = stack_resource(
+        rules.BUCKET_ENCRYPTION[0],
+        "sse",
+        {
+            "bucket": "b-1" if encrypted else "other",
+            "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}],
+        },
+    )
+    found = stack_violations(rules.every_bucket_encrypted, [bucket, sse])
+    assert found == [] if encrypted else (len(found) == 1 and "encryption" in found[0])
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ({"Effect": "Allow", "Action": ["xray:PutTraceSegments"], "Resource": ["*"]}, None),
+        ({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]}, None),
+        ({"Effect": "Deny", "Action": ["s3:PutObject"], "Resource": "*"}, None),
+        ({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}, "s3:GetObject"),
+        (
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeSubnets", "ssm:GetParameter"],
+                "Resource": ["*"],
+            },
+            "ssm:GetParameter",
+        ),
+        (
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "NotResource": ["arn:aws:s3:::b"]},
+            "NotResource",
+        ),
+    ],
+    ids=["xray", "scoped", "deny", "s3-star", "mixed", "not-resource"],
+)
+def test_resource_wildcards_only_for_unscopable_actions(
+    statement: dict[str, Any], problem: str | None
+) -> None:
+    props = {"policy": document(statement)}
+    found = violations(
+        rules.iam_resource_wildcards, resource_args("aws:iam/rolePolicy:RolePolicy", props)
+    )
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+def test_resource_wildcard_exceptions_come_from_the_policy_config() -> None:
+    props = {"policy": document({"Effect": "Allow", "Action": "ec2:DescribeVpcs", "Resource": "*"})}
+    typ = "aws:iam/rolePolicy:RolePolicy"
+    assert violations(rules.iam_resource_wildcards, resource_args(typ, props))
+    config = {"wildcardResourceActions": ["ec2:DescribeVpcs"]}
+    assert violations(rules.iam_resource_wildcards, resource_args(typ, props, config=config)) == []
+
+
+@pytest.mark.parametrize(
+    ("props", "problem"),
+    [
+        (
+            {"name": "/collections/dev/voyageApiKey", "type": "SecureString", "value": Secret("v")},
+            None,
+        ),
+        ({"name": "/collections/dev/bucketName", "type": "String", "value": "b"}, None),
+        ({"name": "/collections/dev/voyageApiKey", "type": "String", "value": "v"}, "SecureString"),
+        (
+            {"name": "/collections/dev/settings", "type": "String", "value": Secret("v")},
+            "SecureString",
+        ),
+    ],
+    ids=["secure", "plain-non-secret", "key-as-string", "secret-as-string"],
+)
+def test_secrets_are_securestring(props: dict[str, Any], problem: str | None) -> None:
+    found = violations(rules.secure_parameters, resource_args(rules.PARAMETER, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize(
+    ("typ", "props", "problem"),
+    [
+        (
+            rules.LAMBDA,
+            {"environment": {"variables": {"COLLECTIONS_VOYAGE_API_KEY_PARAM": "/p"}}},
+            None,
+        ),
+        (
+            rules.LAMBDA,
+            {"environment": {"variables": {"COLLECTIONS_DB_SECRET_ARN": "arn:x"}}},
+            None,
+        ),
+        (
+            rules.LAMBDA,
+            {"environment": {"variables": {"VOYAGE_API_KEY": "pa-123"}}},
+            "looks like a secret",
+        ),
+        (rules.LAMBDA, {"environment": {"variables": {"DB_PASSWORD": "x"}}}, "looks like a secret"),
+        (rules.LAMBDA, {"environment": {"variables": {"SETTING": Secret("x")}}}, "secret value"),
+        (rules.STACK, {"apiUrl": "https://x"}, None),
+        (rules.STACK, {"dbPassword": Secret("x")}, "stack output dbPassword"),
+    ],
+    ids=[
+        "param-name",
+        "secret-arn",
+        "api-key",
+        "password",
+        "secret-value",
+        "output",
+        "secret-output",
+    ],
+)
+def test_no_secret_in_environment_or_outputs(
+    typ: str, props: dict[str, Any], problem: str | None
+) -> None:
+    found = violations(rules.no_secret_exposed, resource_args(typ, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize(("name", "compliant"), [(None, True), ("collections-api", False)])
+def test_no_fixed_function_names(name: str | None, compliant: bool) -> None:
+    props = GOOD_LAMBDA | ({"name": name} if name else {})
+    found = violations(rules.function_auto_named, resource_args(rules.LAMBDA, props))
+    assert found == [] if compliant else (len(found) == 1 and "auto-named" in found[0])
+
+
+@pytest.mark.parametrize("typ", rules.STATEFUL_TYPES)
+@pytest.mark.parametrize(
+    ("stack", "protect", "compliant"),
+    [("prod", True, True), ("prod", False, False), ("dev", False, True)],
+)
+def test_stateful_resources_are_protected_in_production(
+    typ: str, stack: str, protect: bool, compliant: bool
+) -> None:
+    found = violations(
+        rules.stateful_protected, resource_args(typ, {}, stack=stack, protect=protect)
+    )
+    assert found == [] if compliant else (len(found) == 1 and "`protect`" in found[0])
+
+
+ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123"
+
+
+@pytest.mark.parametrize(
+    ("jwt", "problem"),
+    [
+        ({"issuer": ISSUER, "audiences": ["client123"]}, None),
+        ({"issuer": ISSUER, "audiences": []}, "audience"),
+        ({"issuer": ISSUER}, "audience"),
+        ({"issuer": ISSUER, "audiences": ["*"]}, "audience"),
+        ({"issuer": "https://evil.example.com/", "audiences": ["client123"]}, "not a Cognito"),
+    ],
+    ids=["ok", "empty", "missing", "star", "foreign-issuer"],
+)
+def test_jwt_authorizer_audience(jwt: dict[str, Any], problem: str | None) -> None:
+    props = {"authorizerType": "JWT", "jwtConfiguration": jwt}
+    found = violations(rules.authorizer_audience, resource_args(rules.AUTHORIZER, props))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0])
+
+
+@pytest.mark.parametrize(
+    ("policy", "typ", "mutate"),
+    [
+        (
+            "queues-and-topics-encrypted",
+            "aws:sns/topic:Topic",
+            lambda p: {**p, "kmsMasterKeyId": None},
+        ),
+        (
+            "queues-and-topics-encrypted",
+            "aws:sqs/queue:Queue",
+            lambda p: {**p, "sqsManagedSseEnabled": False},
+        ),
+        ("no-fixed-function-names", rules.LAMBDA, lambda p: {**p, "name": "collections-api"}),
+        (
+            "jwt-authorizer-audience",
+            rules.AUTHORIZER,
+            lambda p: {**p, "jwtConfiguration": {**p["jwtConfiguration"], "audiences": []}},
+        ),
+    ],
+    ids=["topic", "queue", "function-name", "audience"],
+)
+def test_the_new_rules_catch_a_defect_in_the_programs_own_resources(
+    policy: str, typ: str, mutate: Any
+) -> None:
+    """Each rule passes on the program's resource and fails on the same resource made wrong."""
+    (p,) = [x for x in rules.RESOURCE_POLICIES if x.name == policy]
+    r = deployment_for("dev-update").of_type(typ)[0]
+    assert violations(p, resource_args(typ, r.inputs)) == []
+    assert violations(p, resource_args(typ, mutate(r.inputs)))
