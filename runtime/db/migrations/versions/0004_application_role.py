@@ -8,8 +8,8 @@ is reachable only where the server trusts local connections.
 Roles belong to the server, not to one database: the role is created if missing and kept on
 downgrade (another database of the same server may use it); its privileges here are revoked.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from runtime.topology import DATABASE_APP_ROLE
 
-revision = "0002"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
