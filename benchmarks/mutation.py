@@ -90,11 +90,11 @@ def first_failure(output: str) -> str:
     return output.strip().splitlines()[-1] if output.strip() else ""
 
 
-def run_one(mutant: Mutant, files: list[str], timeout: int) -> Outcome:
+def run_one(mutant: Mutant, base: Path, files: list[str], timeout: int) -> Outcome:
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.id}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
         tree = Path(tmp)
-        scratch_copy(ROOT, tree, files)
+        scratch_copy(base, tree, files)
         apply(mutant, tree)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(tree)  # ahead of the editable install of the real tree
@@ -120,18 +120,26 @@ def main() -> None:
     args = parser.parse_args()
     mutants = [m for m in MUTANTS if args.only is None or m.id in args.only]
     files = tracked_files(ROOT)
+    # One snapshot of the working tree at the start: edits made while the run goes on (a
+    # rebase, say) do not leak into some mutants and not others.
+    snapshot = tempfile.TemporaryDirectory(prefix="mutation-base-")
+    base = Path(snapshot.name)
+    scratch_copy(ROOT, base, files)
     jobs = max(1, min(args.jobs, 2))  # two cores, shared: never more than two test runs
     started = time.monotonic()
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         # The unmutated tree must pass, or every "kill" below means nothing.
-        for outcome in pool.map(lambda m: run_one(m, files, args.timeout), [BASELINE, *mutants]):
+        for outcome in pool.map(
+            lambda m: run_one(m, base, files, args.timeout), [BASELINE, *mutants]
+        ):
             print(f"{outcome.status:8} {outcome.seconds:6.0f}s {outcome.mutant.id}", flush=True)
             if outcome.mutant is BASELINE:
                 if outcome.status != "survived":
                     raise SystemExit(f"the unmutated tree fails tests/infra: {outcome.failed}")
                 continue
             outcomes.append(outcome)
+    snapshot.cleanup()
     killed = [o for o in outcomes if o.status != "survived"]
     survivors = [o for o in outcomes if o.status == "survived"]
     rate = len(killed) / len(outcomes) if outcomes else float("nan")
