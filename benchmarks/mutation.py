@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,26 +89,82 @@ def first_failure(output: str) -> str:
     return output.strip().splitlines()[-1] if output.strip() else ""
 
 
-def run_one(mutant: Mutant, base: Path, files: list[str], timeout: int) -> Outcome:
-    started = time.monotonic()
+def purge_modules(tree: Path) -> None:
+    """Forget every module loaded from the scratch tree (program, runtime, tests), so the next
+    run imports the mutated files; the heavy libraries (pulumi_aws, pydantic…) stay loaded."""
+    prefix = str(tree)
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(prefix):
+            del sys.modules[name]
+
+
+def worker(base: Path, ids: list[str], out: Path) -> None:
+    """Run the mutants ``ids`` one after the other in this process, on one scratch copy."""
+    import contextlib
+    import io
+    import json
+
+    import pytest
+
+    by_id = {m.id: m for m in [*MUTANTS, BASELINE]}
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
         tree = Path(tmp)
-        scratch_copy(base, tree, files)
-        apply(mutant, tree)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(tree)  # ahead of the editable install of the real tree
-        env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-        command += test_files(tree)
-        try:
-            proc = subprocess.run(
-                command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            return Outcome(mutant, "timeout", time.monotonic() - started, "timed out")
-    status = "survived" if proc.returncode == 0 else "killed"
-    failed = first_failure(proc.stdout + proc.stderr) if status == "killed" else ""
-    return Outcome(mutant, status, time.monotonic() - started, failed)
+        shutil.copytree(base, tree, dirs_exist_ok=True)
+        os.chdir(tree)
+        sys.path.insert(0, str(tree))
+        for mutant_id in ids:
+            mutant = by_id[mutant_id]
+            path = tree / mutant.path
+            original = path.read_text()
+            apply(mutant, tree)
+            purge_modules(tree)
+            started = time.monotonic()
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *test_files(tree)])
+            path.write_text(original)
+            status = "survived" if code == 0 else "killed"
+            record = {
+                "id": mutant_id,
+                "status": status,
+                "seconds": time.monotonic() - started,
+                "failed": first_failure(buffer.getvalue()) if status == "killed" else "",
+            }
+            with out.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def run_workers(
+    base: Path, mutants: list[Mutant], jobs: int, timeout: int, log: Path, *, baseline: bool
+) -> list[Outcome]:
+    """``jobs`` worker processes share the mutants round-robin; each writes a line per mutant."""
+    import json
+
+    chunks = [[m.id for m in mutants[i::jobs]] for i in range(jobs)]
+    if baseline:
+        chunks[0].insert(0, BASELINE.id)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{ROOT}"  # the runner's own modules; each worker puts its tree first
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.mutation", "--worker", str(base), str(log),
+             *chunk],
+            cwd=ROOT,
+            env=env,
+        )
+        for chunk in chunks
+        if chunk
+    ]  # fmt: skip
+    deadline = time.monotonic() + timeout * len(mutants)
+    for proc in procs:
+        proc.wait(timeout=max(1, deadline - time.monotonic()))
+    by_id = {m.id: m for m in [*mutants, BASELINE]}
+    outcomes = []
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        outcomes.append(Outcome(by_id[r["id"]], r["status"], r["seconds"], r["failed"]))
+    return outcomes
 
 
 def main() -> None:
@@ -117,7 +172,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip checking that the unmutated tree passes"
+    )
+    parser.add_argument("--worker", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        base, out, *ids = args.worker
+        worker(Path(base), ids, Path(out))
+        return
     mutants = [m for m in MUTANTS if args.only is None or m.id in args.only]
     files = tracked_files(ROOT)
     # One snapshot of the working tree at the start: edits made while the run goes on (a
@@ -127,19 +190,22 @@ def main() -> None:
     scratch_copy(ROOT, base, files)
     jobs = max(1, min(args.jobs, 2))  # two cores, shared: never more than two test runs
     started = time.monotonic()
-    outcomes: list[Outcome] = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        # The unmutated tree must pass, or every "kill" below means nothing.
-        for outcome in pool.map(
-            lambda m: run_one(m, base, files, args.timeout), [BASELINE, *mutants]
-        ):
-            print(f"{outcome.status:8} {outcome.seconds:6.0f}s {outcome.mutant.id}", flush=True)
-            if outcome.mutant is BASELINE:
-                if outcome.status != "survived":
-                    raise SystemExit(f"the unmutated tree fails tests/infra: {outcome.failed}")
-                continue
-            outcomes.append(outcome)
+    log = Path(tempfile.gettempdir()) / "collections-mutation-progress.jsonl"
+    log.unlink(missing_ok=True)
+    print(f"progress: {log} (one line per mutant)", flush=True)
+    all_outcomes = run_workers(
+        base, mutants, jobs, args.timeout, log, baseline=not args.no_baseline
+    )
     snapshot.cleanup()
+    baseline = [o for o in all_outcomes if o.mutant is BASELINE]
+    if not args.no_baseline and (not baseline or baseline[0].status != "survived"):
+        raise SystemExit(f"the unmutated tree fails tests/infra: {baseline}")
+    order = [m.id for m in mutants]
+    outcomes = sorted(
+        (o for o in all_outcomes if o.mutant is not BASELINE),
+        key=lambda o: order.index(o.mutant.id),
+    )
+    log.unlink(missing_ok=True)
     killed = [o for o in outcomes if o.status != "survived"]
     survivors = [o for o in outcomes if o.status == "survived"]
     rate = len(killed) / len(outcomes) if outcomes else float("nan")

@@ -12,11 +12,11 @@ import re
 from typing import Any
 
 import pytest
-from infra_harness import Deployment
+from infra_harness import Deployment, as_json
 from pydantic import ValidationError
 
 from runtime.config import HTTP, Settings
-from runtime.topology import FUNCTIONS, Function, Http
+from runtime.topology import FUNCTIONS, Function, Http, Resource
 
 LAMBDA = "aws:lambda/function:Function"
 PREFIX = Settings.model_config["env_prefix"]
@@ -160,3 +160,54 @@ def test_a_wrong_kind_is_reported() -> None:
     )
     assert check_kind("name", "b", ids) is None
     assert check_kind("parameter", "/collections/dev/k", ids) is None
+
+
+def policy_resources(d: Deployment, fn: Function) -> set[str]:
+    """Every resource ARN (pattern) the function's role policy names."""
+    r = d.one(LAMBDA, f"functions-{fn.name}")
+    (role,) = [x for x in d.of_type("aws:iam/role:Role") if x.state["arn"] == r.inputs["role"]]
+    (policy,) = [
+        p for p in d.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id
+    ]
+    return {res for s in as_json(policy.inputs["policy"])["Statement"] for res in s["Resource"]}
+
+
+def arns_by_identifier(d: Deployment) -> dict[str, str]:
+    """A resource's name/id/bucket -> its ARN, for the resources that have one."""
+    out: dict[str, str] = {}
+    for r in d.resources:
+        arn = r.state.get("arn")
+        if not isinstance(arn, str):
+            continue
+        for ident in (r.id, r.state.get("name"), r.state.get("bucket")):
+            if isinstance(ident, str) and ident:
+                out.setdefault(ident, arn)
+    return out
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.name)
+def test_every_resource_a_function_is_told_about_its_role_may_use(
+    dev: Deployment, fn: Function
+) -> None:
+    """A setting that names a resource (bucket, bus, table, parameter, secret, database user)
+    names one the function's own policy grants access to: otherwise AccessDenied at run time."""
+    granted = policy_resources(dev, fn)
+    arns = arns_by_identifier(dev)
+    fields = deployed_fields()
+    checked = 0
+    for key, value in env_of(dev, fn).items():
+        meta = fields.get(key.removeprefix(PREFIX).lower()) if key.startswith(PREFIX) else None
+        if meta is None or meta["kind"] not in ("name", "parameter", "arn"):
+            continue
+        if key == f"{PREFIX}DB_USER":
+            assert any(g.startswith("arn:aws:rds-db:") and g.endswith(f"/{value}") for g in granted)
+            checked += 1
+            continue
+        arn = value if str(value).startswith("arn:") else arns.get(str(value))
+        if arn is None:
+            continue  # a plain name (stack, region, database name): no AWS resource
+        assert any(g == arn or g.startswith(f"{arn}/") for g in granted), (
+            f"{fn.name}: {key}={value!r} names {arn}, which its role policy does not grant"
+        )
+        checked += 1
+    assert checked or not (fn.resources - {Resource.DATABASE_ADMIN}), fn.name
