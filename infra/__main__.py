@@ -101,6 +101,12 @@ functions = Functions(
         anthropic_model=fcfg.anthropic_model,
         voyage_model=fcfg.voyage_model,
         embedding_dimension=fcfg.embedding_dimension,
+        conversations_table=storage.conversations_table.name,
+        conversation_ttl_hours=cfg.assistant.conversation_ttl_hours,
+        assistant_daily_token_budget=cfg.assistant.daily_token_budget,
+        tavily_api_key_param=(
+            secrets.name_of("tavilyApiKey") if cfg.secrets.tavily_api_key else None
+        ),
     ),
     opts=component_options("functions"),
     targets=TargetArns(
@@ -111,6 +117,8 @@ functions = Functions(
         idempotency_table_arn=storage.idempotency_table.arn,
         anthropic_param_arn=secrets.arn_of("anthropicApiKey"),
         voyage_param_arn=secrets.arn_of("voyageApiKey"),
+        conversations_table_arn=storage.conversations_table.arn,
+        tavily_param_arn=secrets.arn_of("tavilyApiKey") if cfg.secrets.tavily_api_key else None,
     ),
 )
 migrations = Migrations(

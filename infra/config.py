@@ -190,13 +190,24 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class AssistantConfig:
+    conversation_ttl_hours: float
+    daily_token_budget: int
+
+
+@dataclass(frozen=True)
 class SecretsConfig:
     anthropic_api_key: Secret
     voyage_api_key: Secret
+    # Optional: the assistant offers web search only when it is set.
+    tavily_api_key: Secret | None = None
 
     def items(self) -> tuple[tuple[str, Secret], ...]:
         """(config key, secret) pairs; the key is also the SSM parameter's last path segment."""
-        return (("anthropicApiKey", self.anthropic_api_key), ("voyageApiKey", self.voyage_api_key))
+        pairs = [("anthropicApiKey", self.anthropic_api_key), ("voyageApiKey", self.voyage_api_key)]
+        if self.tavily_api_key is not None:
+            pairs.append(("tavilyApiKey", self.tavily_api_key))
+        return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -214,6 +225,9 @@ class StackConfig:
     api: ApiConfig
     monitoring: MonitoringConfig
     secrets: SecretsConfig = field(repr=False)
+    assistant: AssistantConfig = AssistantConfig(
+        conversation_ttl_hours=24.0, daily_token_budget=500_000
+    )
 
 
 T = TypeVar("T")
@@ -340,6 +354,18 @@ class _Reader:
         if self.secret_keys is not None and full not in self.secret_keys:
             self.problems.append(
                 f"{full}: is stored in plaintext; it must be a secret. Fix: {command}"
+            )
+        return Secret(full, value)
+
+    def optional_secret(self, key: str) -> Secret | None:
+        full = self.full(key)
+        value = self._raw(key)
+        if value is None or value.strip() == "":
+            return None
+        if self.secret_keys is not None and full not in self.secret_keys:
+            self.problems.append(
+                f"{full}: is stored in plaintext; it must be a secret. "
+                f"Fix: pulumi config set --secret {full} <value>"
             )
         return Secret(full, value)
 
@@ -520,6 +546,15 @@ def parse(
     secrets = SecretsConfig(
         anthropic_api_key=r.secret("anthropicApiKey"),
         voyage_api_key=r.secret("voyageApiKey"),
+        tavily_api_key=r.optional_secret("tavilyApiKey"),
+    )
+    assistant = AssistantConfig(
+        conversation_ttl_hours=r.number(
+            "conversationTtlHours", 24.0, minimum=0.25, maximum=24.0 * 365
+        ),
+        daily_token_budget=r.integer(
+            "assistantDailyTokenBudget", 500_000, minimum=0, maximum=1_000_000_000
+        ),
     )
 
     r.unknown_keys()
@@ -538,6 +573,7 @@ def parse(
         api=api,
         monitoring=monitoring,
         secrets=secrets,
+        assistant=assistant,
     )
 
 

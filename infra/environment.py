@@ -50,6 +50,11 @@ class RuntimeRefs:
     anthropic_model: str
     voyage_model: str
     embedding_dimension: int
+    conversations_table: Any = None
+    conversation_ttl_hours: float = 24.0
+    assistant_daily_token_budget: int = 500_000
+    # The Tavily key's parameter name; None when the stack configures no key (no web search).
+    tavily_api_key_param: Any = None
 
 
 def function_environment(fn: Function, refs: RuntimeRefs) -> dict[str, Any]:
@@ -94,6 +99,14 @@ def function_environment(fn: Function, refs: RuntimeRefs) -> dict[str, Any]:
             "VOYAGE_MODEL": refs.voyage_model,
             "EMBEDDING_DIMENSION": str(refs.embedding_dimension),
         }
+    if Resource.CONVERSATIONS in resources:
+        env |= {
+            "CONVERSATIONS_TABLE": refs.conversations_table,
+            "CONVERSATION_TTL_HOURS": str(refs.conversation_ttl_hours),
+            "ASSISTANT_DAILY_TOKEN_BUDGET": str(refs.assistant_daily_token_budget),
+        }
+    if Resource.TAVILY_KEY in resources and refs.tavily_api_key_param is not None:
+        env["TAVILY_API_KEY_PARAM"] = refs.tavily_api_key_param
     if isinstance(fn.trigger, Http):
         env |= {
             "COGNITO_USER_POOL_ID": refs.cognito_user_pool_id,

@@ -19,6 +19,7 @@ from runtime.topology import (
     ORIGINAL_KEY_PATTERN,
     USERS_PREFIX,
     Function,
+    Http,
     Resource,
     uses_database,
 )
@@ -50,6 +51,9 @@ class AccessTargets:
     idempotency_table_arn: str
     anthropic_param_arn: str
     voyage_param_arn: str
+    conversations_table_arn: str
+    # Set only when the stack configures a Tavily key: no key, no parameter, no permission.
+    tavily_param_arn: str | None = None
 
 
 def assume_role_policy() -> PolicyDocument:
@@ -126,6 +130,22 @@ def resource_statements(fn: Function, t: AccessTargets) -> list[dict[str, Any]]:
     ):
         if resource in fn.resources:
             out.append(_allow(sid, ["ssm:GetParameter"], [arn]))
+    if Resource.TAVILY_KEY in fn.resources and t.tavily_param_arn:
+        out.append(_allow("ReadTavilyKey", ["ssm:GetParameter"], [t.tavily_param_arn]))
+    if Resource.CONVERSATIONS in reads:
+        out.append(
+            _allow(
+                "ReadConversations",
+                ["dynamodb:GetItem", "dynamodb:Query"],
+                [t.conversations_table_arn],
+            )
+        )
+    if Resource.CONVERSATIONS in writes:
+        # Transactions (TransactWriteItems) are authorized as their PutItem/UpdateItem parts.
+        actions = ["dynamodb:UpdateItem"]
+        if Resource.CONVERSATIONS in reads and _creates_conversations(fn):
+            actions += ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
+        out.append(_allow("WriteConversations", actions, [t.conversations_table_arn]))
     if Resource.IDEMPOTENCY in reads:
         out.append(_allow("ReadIdempotency", ["dynamodb:GetItem"], [t.idempotency_table_arn]))
     if Resource.IDEMPOTENCY in writes:
@@ -137,6 +157,11 @@ def resource_statements(fn: Function, t: AccessTargets) -> list[dict[str, Any]]:
             )
         )
     return out
+
+
+def _creates_conversations(fn: Function) -> bool:
+    """The API creates and deletes conversations; the assistant only updates messages."""
+    return isinstance(fn.trigger, Http)
 
 
 def needs_vpc(fn: Function) -> bool:

@@ -107,3 +107,25 @@ def original_key(user_id: str, item_id: uuid.UUID) -> str:
 
 def derived_key(user_id: str, item_id: uuid.UUID, name: str, extension: str) -> str:
     return f"{item_prefix(user_id, item_id)}derived/{name}.{extension}"
+
+
+class QuestionAsked(BaseModel):
+    """A user's question in a conversation, stored as a pending message; the assistant answers.
+
+    The tenant is the API's verified caller; the assistant only ever reads that tenant's data.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    detail_type: ClassVar[EventType] = EventType.QUESTION_ASKED
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+
+
+class QuestionAskedEvent(EventBridgeModel):
+    detail: QuestionAsked
+
+
+BusEvent = PipelineEvent | QuestionAsked

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     ITEM_INDEXED = "ItemIndexed"
     ITEM_FAILED = "ItemFailed"
     ANALYSIS_REQUESTED = "AnalysisRequested"
+    QUESTION_ASKED = "QuestionAsked"
 
 
 class Resource(StrEnum):
@@ -44,6 +45,8 @@ class Resource(StrEnum):
     ANTHROPIC_KEY = "ssm:anthropicApiKey"
     VOYAGE_KEY = "ssm:voyageApiKey"
     IDEMPOTENCY = "dynamodb:idempotency"
+    CONVERSATIONS = "dynamodb:conversations"
+    TAVILY_KEY = "ssm:tavilyApiKey"  # optional: granted only when the stack configures it
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,18 @@ FUNCTIONS: tuple[Function, ...] = (
         trigger=Http(),
         memory_mb=1024,
         timeout_s=29,
-        reads=frozenset({Resource.DATABASE, Resource.USER_OBJECTS, Resource.VOYAGE_KEY}),
-        writes=frozenset({Resource.DATABASE, Resource.USER_OBJECTS, Resource.EVENTS}),
-        description="HTTP API: items, uploads, search",
+        reads=frozenset(
+            {
+                Resource.DATABASE,
+                Resource.USER_OBJECTS,
+                Resource.VOYAGE_KEY,
+                Resource.CONVERSATIONS,
+            }
+        ),
+        writes=frozenset(
+            {Resource.DATABASE, Resource.USER_OBJECTS, Resource.EVENTS, Resource.CONVERSATIONS}
+        ),
+        description="HTTP API: items, uploads, search, conversations",
         reserved_concurrency=15,
     ),
     Function(
@@ -163,6 +175,30 @@ FUNCTIONS: tuple[Function, ...] = (
         writes=frozenset({Resource.DATABASE, Resource.EVENTS}),
         description="Search document (full text + embedding) from the latest analysis",
         reserved_concurrency=5,
+    ),
+    # The assistant answers asynchronously: a tool loop can outlast API Gateway's 30 s
+    # integration timeout, so the API stores the question and publishes QuestionAsked; this
+    # function writes the answer, which the client polls. No retries: an answer is not paid for
+    # twice, and a message that never ends is reported as timed out by the API.
+    Function(
+        name="assistant",
+        handler="runtime.handlers.assistant.handler",
+        trigger=OnEvent(detail_types=(EventType.QUESTION_ASKED,)),
+        memory_mb=1024,
+        timeout_s=180,
+        reads=frozenset(
+            {
+                Resource.DATABASE,
+                Resource.CONVERSATIONS,
+                Resource.ANTHROPIC_KEY,
+                Resource.VOYAGE_KEY,
+                Resource.TAVILY_KEY,
+            }
+        ),
+        writes=frozenset({Resource.CONVERSATIONS}),
+        retry=RetryPolicy(maximum_retry_attempts=0, maximum_event_age_seconds=600),
+        description="Assistant: answers a question with tools over the asker's collection",
+        reserved_concurrency=3,
     ),
     Function(
         name="cleanup",

@@ -50,6 +50,8 @@ def reset_process_state() -> None:
     get_settings.cache_clear()
     aws.client.cache_clear()
     wiring.pipeline.cache_clear()
+    wiring.conversation_store.cache_clear()
+    wiring.assistant_services.cache_clear()
     reset_engine()
     factory.reset()
 

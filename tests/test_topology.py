@@ -46,7 +46,13 @@ def test_names_are_unique_and_triggers_cover_the_flow() -> None:
         t for fn in FUNCTIONS if isinstance(fn.trigger, OnEvent) for t in fn.trigger.detail_types
     }
     assert {EventType.IMAGE_PROCESSED, EventType.ITEM_ANALYZED} <= consumed
-    assert {fn.name for fn in event_functions()} == {"thumbnail", "analyze", "embed", "cleanup"}
+    assert {fn.name for fn in event_functions()} == {
+        "thumbnail",
+        "analyze",
+        "embed",
+        "assistant",
+        "cleanup",
+    }
 
 
 def test_event_patterns() -> None:

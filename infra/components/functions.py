@@ -62,6 +62,8 @@ class TargetArns:
     idempotency_table_arn: pulumi.Input[str]
     anthropic_param_arn: pulumi.Input[str]
     voyage_param_arn: pulumi.Input[str]
+    conversations_table_arn: pulumi.Input[str]
+    tavily_param_arn: pulumi.Input[str] | None = None
 
     def resolve(self) -> pulumi.Output[AccessTargets]:
         return pulumi.Output.all(**self.__dict__).apply(lambda d: AccessTargets(**d))

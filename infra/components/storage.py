@@ -21,6 +21,11 @@ from infra.options import options_for
 # DynamoDB's default (AWS-owned) key: no KMS charges, no key permissions to grant.
 IDEMPOTENCY_KEY = "id"
 IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
+# The assistant's conversations (runtime.adapters.conversations): partition = tenant, sort =
+# record; DynamoDB deletes each record once its TTL attribute (epoch seconds) has passed.
+CONVERSATIONS_PARTITION_KEY = "pk"
+CONVERSATIONS_SORT_KEY = "sk"
+CONVERSATIONS_TTL_ATTRIBUTE = "expires_at"
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -86,6 +91,7 @@ class Storage(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
     bucket_arn: pulumi.Output[str]
     idempotency_table: aws.dynamodb.Table
+    conversations_table: aws.dynamodb.Table
 
     def __init__(
         self,
@@ -176,10 +182,29 @@ class Storage(pulumi.ComponentResource):
             ),
         )
 
+        self.conversations_table = aws.dynamodb.Table(
+            f"{name}-conversations",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=CONVERSATIONS_PARTITION_KEY,
+            range_key=CONVERSATIONS_SORT_KEY,
+            attributes=[
+                {"name": CONVERSATIONS_PARTITION_KEY, "type": "S"},
+                {"name": CONVERSATIONS_SORT_KEY, "type": "S"},
+            ],
+            ttl={"attribute_name": CONVERSATIONS_TTL_ATTRIBUTE, "enabled": True},
+            point_in_time_recovery={"enabled": False},  # short-lived by design
+            server_side_encryption={"enabled": False},  # i.e. the AWS-owned key, no KMS grants
+            deletion_protection_enabled=cfg.deletion_protection,
+            opts=options_for(
+                "conversations-table", protect=protect, name=f"{name}-conversations", parent=self
+            ),
+        )
+
         self.register_outputs(
             {
                 "bucketName": self.bucket_name,
                 "bucketArn": self.bucket_arn,
                 "idempotencyTableName": self.idempotency_table.name,
+                "conversationsTableName": self.conversations_table.name,
             }
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.domain.errors import TransientError
-from runtime.events import PipelineEvent
+from runtime.events import BusEvent
 
 
 class EventBridgePublisher:
@@ -14,7 +14,7 @@ class EventBridgePublisher:
         self.bus_name = bus_name
         self.source = source
 
-    def publish(self, event: PipelineEvent) -> None:
+    def publish(self, event: BusEvent) -> None:
         response = self._events.put_events(
             Entries=[
                 {

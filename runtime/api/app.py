@@ -13,7 +13,7 @@ from runtime.api.context import ApiContext
 from runtime.api.errors import install_error_handlers
 from runtime.api.limits import RateLimiter
 from runtime.api.middleware import REQUEST_ID_HEADER, RequestEnvelope
-from runtime.api.routers import items, ops, search
+from runtime.api.routers import conversations, items, ops, search
 from runtime.api.security import CSP_HEADER, page_csp, script_hash
 from runtime.config import Settings, get_settings
 
@@ -42,6 +42,11 @@ request id is also in the `x-request-id` header of every response.
 TAGS = [
     {"name": "items", "description": "Uploads, listing, details, re-analysis, deletion"},
     {"name": "search", "description": "Keyword, semantic and hybrid search"},
+    {
+        "name": "assistant",
+        "description": "Conversations with the assistant, which answers from your items and "
+        "cites them (asynchronous: ask, then poll the message)",
+    },
     {"name": "operations", "description": "Health and version (public)"},
 ]
 
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
     _install_docs(app)
     app.include_router(items.router)
     app.include_router(search.router)
+    app.include_router(conversations.router)
     app.include_router(ops.router)
 
     direct_limit = min(settings.max_upload_bytes, settings.api_direct_upload_max_bytes)

@@ -191,3 +191,97 @@ class Health(BaseModel):
 class VersionInfo(BaseModel):
     git_sha: str = Field(description="The commit the image was built from; `dev` locally")
     build_time: str = Field(description="When the image was built; `dev` locally")
+
+
+# -- the assistant -------------------------------------------------------------------------------
+
+
+class CreateConversationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[
+        str | None,
+        Field(min_length=1, max_length=200, pattern=PRINTABLE, description="For display"),
+    ] = None
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=4000,
+            pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$",
+            description="The question, in plain text",
+            examples=["Which restaurants in Lisbon did I save?"],
+        ),
+    ]
+
+
+class CitationOut(BaseModel):
+    kind: Literal["item", "web"] = Field(description="One of the caller's items, or a web page")
+    title: str = Field(description="The item's headline, or the page's title")
+    item_id: uuid.UUID | None = Field(default=None, description="For `item` citations")
+    category: str | None = None
+    thumbnail_url: str | None = Field(
+        default=None, description="Short-lived presigned GET URL of the item's small thumbnail"
+    )
+    url: str | None = Field(default=None, description="For `web` citations")
+    cited_text: str | None = Field(default=None, description="The passage the answer relied on")
+
+
+class AnswerUsage(BaseModel):
+    provider: str = Field(description="`anthropic`, or `offline` (no model: search results)")
+    model: str
+    input_tokens: int
+    output_tokens: int
+    tool_rounds: int = Field(description="Rounds of tool calls the answer took")
+    latency_ms: int = Field(description="Time spent answering")
+
+
+class MessageFailure(BaseModel):
+    reason: str = Field(description="e.g. `assistant_unavailable`, `timed_out`")
+    message: str
+
+
+class MessageStatusName(StrEnum):
+    PENDING = "pending"
+    ANSWERING = "answering"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ConversationMessage(BaseModel):
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    question: str
+    status: MessageStatusName = Field(
+        description="`pending` → `answering` → `done` (or `failed`); poll until it ends"
+    )
+    answer: str | None = Field(description="Set when `done`")
+    citations: list[CitationOut] = Field(description="What the answer used, in order")
+    stop_reason: Literal["answered", "max_tool_rounds", "token_limit"] | None = Field(
+        description="`answered`, or the limit that cut the answer short"
+    )
+    usage: AnswerUsage | None
+    created_at: datetime
+    answered_at: datetime | None
+    failure: MessageFailure | None = Field(description="Set when `failed`")
+
+
+class ConversationSummary(BaseModel):
+    id: uuid.UUID
+    title: str | None
+    created_at: datetime
+    expires_at: datetime = Field(description="The conversation and its messages are deleted then")
+    message_count: int
+
+
+class ConversationDetail(ConversationSummary):
+    messages: list[ConversationMessage] = Field(description="Oldest first")
+
+
+class ConversationList(BaseModel):
+    conversations: list[ConversationSummary] = Field(description="Newest first")

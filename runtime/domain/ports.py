@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from runtime.events import PipelineEvent
+from runtime.events import BusEvent
 
 
 @dataclass(frozen=True)
@@ -32,4 +32,4 @@ class BlobStore(Protocol):
 
 
 class EventPublisher(Protocol):
-    def publish(self, event: PipelineEvent) -> None: ...
+    def publish(self, event: BusEvent) -> None: ...

@@ -21,10 +21,19 @@ from runtime.adapters.idempotency import IdempotentCalls
 from runtime.adapters.storage import S3BlobStore
 from runtime.config import get_settings
 from runtime.domain.pipeline import Outcome, Pipeline, UnguardedCalls
-from runtime.providers.factory import get_analyzer, get_embedder
+from runtime.providers.factory import (
+    get_analyzer,
+    get_assistant,
+    get_embedder,
+    get_web_search,
+)
+from runtime.topology import function
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from runtime.adapters.conversations import DynamoConversationStore
+    from runtime.domain.assistant import AssistantServices
 
 METRICS_NAMESPACE = "Collections"
 
@@ -55,6 +64,39 @@ def pipeline() -> Pipeline:
         analyzer=lambda: get_analyzer(settings),
         embedder=lambda: get_embedder(settings),
         model_calls=guard,
+    )
+
+
+@cache
+def conversation_store() -> DynamoConversationStore:
+    """The conversations table (the API and the assistant function)."""
+    from runtime.adapters.conversations import DynamoConversationStore
+
+    settings = get_settings()
+    if not settings.conversations_table:
+        raise RuntimeError("no conversations table configured (COLLECTIONS_CONVERSATIONS_TABLE)")
+    return DynamoConversationStore(
+        client("dynamodb"),
+        settings.conversations_table,
+        pending_timeout_s=function("assistant").timeout_s + 60,
+        max_messages=settings.assistant_max_messages_per_conversation,
+    )
+
+
+@cache
+def assistant_services() -> AssistantServices:
+    from runtime.domain.assistant import AssistantServices
+
+    settings = get_settings()
+    assistant = get_assistant(settings)
+    web = get_web_search(settings)
+    return AssistantServices(
+        settings=settings,
+        store=conversation_store(),
+        sessions=_sessions,
+        embedder=lambda: get_embedder(settings),
+        assistant=lambda: assistant,
+        web=lambda: web,
     )
 
 

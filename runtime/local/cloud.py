@@ -97,6 +97,7 @@ class LocalCloud:
     bucket: str
     bus_name: str
     idempotency_table: str
+    conversations_table: str = ""
     # Local stand-in for a function's timeout: how long an attempt may run before its event is
     # delivered again (None: the topology's timeout, as on Lambda).
     attempt_timeout_s: int | None = None
@@ -115,6 +116,9 @@ class LocalCloud:
             "COLLECTIONS_BUCKET": self.bucket,
             "COLLECTIONS_EVENT_BUS_NAME": self.bus_name,
             "COLLECTIONS_IDEMPOTENCY_TABLE": self.idempotency_table,
+            "COLLECTIONS_CONVERSATIONS_TABLE": self.conversations_table,
+            # The emulator keeps expired items: the cleanup deletes them (DynamoDB TTL on AWS).
+            "COLLECTIONS_CONVERSATIONS_SWEEP_EXPIRED": "true",
         }
 
     def dead_letters(self) -> dict[str, int]:
@@ -142,6 +146,7 @@ def bootstrap(
         bucket=bucket or f"collections-{stack}",
         bus_name=f"collections-{stack}",
         idempotency_table=f"collections-{stack}-idempotency",
+        conversations_table=f"collections-{stack}-conversations",
         attempt_timeout_s=visibility_timeout_s,
     )
     s3, events, sqs = cloud.client("s3"), cloud.client("events"), cloud.client("sqs")
@@ -203,7 +208,32 @@ def bootstrap(
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+    ensure_conversations_table(dynamodb, cloud.conversations_table)
     return cloud
+
+
+def ensure_conversations_table(dynamodb: Any, name: str) -> None:
+    """The conversations table as the Pulumi program declares it: pk/sk, TTL on expires_at."""
+    from runtime.adapters.conversations import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+
+    if name in dynamodb.list_tables()["TableNames"]:
+        return
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": SORT_KEY, "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
 
 
 def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:

@@ -223,7 +223,11 @@ class DevStack:
             self.postgres.stop()
 
 
-API_KEYS = {"ANTHROPIC_API_KEY": "anthropicApiKey", "VOYAGE_API_KEY": "voyageApiKey"}
+API_KEYS = {
+    "ANTHROPIC_API_KEY": "anthropicApiKey",
+    "VOYAGE_API_KEY": "voyageApiKey",
+    "TAVILY_API_KEY": "tavilyApiKey",  # optional: the assistant's web search
+}
 
 
 def store_api_keys(ssm: Any, env: dict[str, str], *, stack: str) -> None:
@@ -235,8 +239,7 @@ def store_api_keys(ssm: Any, env: dict[str, str], *, stack: str) -> None:
             continue
         parameter = f"/collections/{stack}/{name}"
         ssm.put_parameter(Name=parameter, Value=value, Type="SecureString", Overwrite=True)
-        setting = "ANTHROPIC" if variable.startswith("ANTHROPIC") else "VOYAGE"
-        env[f"COLLECTIONS_{setting}_API_KEY_PARAM"] = parameter
+        env[f"COLLECTIONS_{variable}_PARAM"] = parameter
 
 
 def _provider_label(env: dict[str, str], key: str, real: str, offline: str) -> str:

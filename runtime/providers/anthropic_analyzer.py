@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from runtime.adapters.secrets import get_secret
 from runtime.domain.analysis import HEADLINE_MAX_CHARS, Analysis, analysis_tool_schema
 from runtime.domain.errors import PermanentError, TransientError
+from runtime.providers.anthropic_client import create_client
 from runtime.providers.base import AnalysisResult
 
 if TYPE_CHECKING:
@@ -140,26 +140,7 @@ class AnthropicAnalyzer:
         return self._client
 
     def _create_client(self) -> anthropic.Anthropic:
-        import anthropic
-
-        try:
-            api_key = get_secret(self._settings.anthropic_api_key_param, "ANTHROPIC_API_KEY")
-        except Exception as exc:  # SSM throttled or unreachable: retry the event later
-            raise TransientError(
-                f"could not read the Anthropic API key: {type(exc).__name__}"
-            ) from exc
-        if not api_key:
-            raise PermanentError(
-                "model_auth_failed", "no Anthropic API key is configured", stage=STAGE
-            )
-        kwargs: dict[str, Any] = {
-            "api_key": api_key,
-            "max_retries": self._max_retries,
-            "timeout": self._settings.anthropic_timeout_s,
-        }
-        if self._settings.anthropic_base_url:
-            kwargs["base_url"] = self._settings.anthropic_base_url
-        return anthropic.Anthropic(**kwargs)
+        return create_client(self._settings, max_retries=self._max_retries, stage=STAGE)
 
     def _drop_client(self) -> None:
         """Forget the client (and so the key) after an auth failure: a rotated key is re-read."""

@@ -20,6 +20,7 @@ from runtime.config import LOCAL_EMBEDDING_DIMENSION, VOYAGE_DEFAULT_DIMENSION
 
 if TYPE_CHECKING:
     from runtime.config import Settings
+    from runtime.domain.assistant import Assistant, WebSearch
     from runtime.providers.base import Analyzer, Embedder
 
 _lock = threading.Lock()
@@ -59,6 +60,36 @@ def embedding_dimension(settings: Settings) -> int:
     if embedder_kind(settings) == "voyage":
         return VOYAGE_DEFAULT_DIMENSION
     return LOCAL_EMBEDDING_DIMENSION
+
+
+def assistant_kind(settings: Settings) -> str:
+    """``"anthropic"`` or ``"local"`` (the offline assistant), resolving ``"auto"``."""
+    if settings.assistant != "auto":
+        return settings.assistant
+    if _key_available(settings.anthropic_api_key_param, "ANTHROPIC_API_KEY"):
+        return "anthropic"
+    return "local"
+
+
+def get_assistant(settings: Settings) -> Assistant:
+    """A new assistant for this configuration (cheap: the SDK client is created on first use
+    and the instance is kept by the caller's services)."""
+    if assistant_kind(settings) == "anthropic":
+        from runtime.providers.anthropic_assistant import AnthropicAssistant
+
+        return AnthropicAssistant(settings)
+    from runtime.domain.assistant import OfflineAssistant
+
+    return OfflineAssistant()
+
+
+def get_web_search(settings: Settings) -> WebSearch | None:
+    """Tavily when its key is configured, else None (the tool is then not offered)."""
+    if not _key_available(settings.tavily_api_key_param, "TAVILY_API_KEY"):
+        return None
+    from runtime.providers.tavily import TavilySearch
+
+    return TavilySearch(settings)
 
 
 def get_analyzer(settings: Settings) -> Analyzer:

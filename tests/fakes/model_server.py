@@ -122,6 +122,7 @@ MALFORMED_ANALYSIS: dict[str, Any] = {
 }
 
 AnalysisSource = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+AssistantPolicy = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -187,6 +188,8 @@ class FakeModelServer:
         self.voyage_model = voyage_model
         self.api_key = api_key  # None: any non-empty key is accepted
         self.analysis: AnalysisSource = analysis if analysis is not None else DEFAULT_ANALYSIS
+        # The assistant's behaviour when nothing is scripted (see ``assistant_turn``).
+        self.assistant_policy: AssistantPolicy | None = None
         self.max_image_edge = max_image_edge
         self.retry_after_ms = retry_after_ms
         self.requests: list[RecordedRequest] = []
@@ -257,6 +260,7 @@ class FakeModelServer:
             self.problems.clear()
             self._scripts.clear()
             self._prompt_cache.clear()
+        self.assistant_policy = None
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -308,25 +312,14 @@ class FakeModelServer:
     # -- Anthropic Messages API ------------------------------------------------------------------
 
     def _messages(self, handler: _Handler, record: RecordedRequest) -> None:
+        if is_assistant_request(record.body):
+            self._assistant(handler, record)
+            return
         for problem in self._validate_messages(record):
             self._problem(record, problem)
-        if record.problems:
-            status = 401 if any(p.startswith("auth:") for p in record.problems) else 400
-            error_type = "authentication_error" if status == 401 else "invalid_request_error"
-            record.status = status
-            handler.send_json(status, _anthropic_error(error_type, "; ".join(record.problems)))
+        if self._answered_with_error(handler, record):
             return
-
         item = record.scripted
-        if isinstance(item, int):
-            record.status = item
-            handler.send_json(
-                item,
-                _anthropic_error(_ANTHROPIC_ERROR_TYPES.get(item, "api_error"), f"scripted {item}"),
-                self._retry_headers(item),
-            )
-            return
-        self._sleep_if_scripted(record)
 
         body = record.body
         if item == "text_only":
@@ -400,6 +393,74 @@ class FakeModelServer:
             "cache_read_input_tokens": read,
         }
 
+    def _assistant(self, handler: _Handler, record: RecordedRequest) -> None:
+        """The assistant's tool loop: see ``assistant_turn`` for what it answers."""
+        for problem in self._validate_messages_common(record):
+            self._problem(record, problem)
+        for problem in validate_assistant_request(record.body):
+            self._problem(record, problem)
+        if self._answered_with_error(handler, record):
+            return
+        item = record.scripted
+        body = record.body
+        action = item if isinstance(item, dict) else None
+        if action is None and self.assistant_policy is not None:
+            action = self.assistant_policy(body)
+        content, stop_reason = assistant_turn(body, action)
+        record.status = 200
+        handler.send_json(
+            200,
+            {
+                "id": f"msg_{uuid.uuid4().hex[:24]}",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": len(json.dumps(body)) // 4,
+                    "output_tokens": max(1, len(json.dumps(content)) // 4),
+                },
+            },
+        )
+
+    def _validate_messages_common(self, record: RecordedRequest) -> list[str]:
+        problems = self._check_auth(record, allow_x_api_key=True)
+        version = record.headers.get("anthropic-version", "")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", version):
+            problems.append(f"anthropic-version header missing or malformed: {version!r}")
+        body = record.body
+        if self.anthropic_model is not None and body.get("model") != self.anthropic_model:
+            problems.append(f"model {body.get('model')!r}, expected {self.anthropic_model!r}")
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            problems.append(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        if body.get("stream"):
+            problems.append("streaming was not expected")
+        return problems
+
+    def _answered_with_error(self, handler: _Handler, record: RecordedRequest) -> bool:
+        """Answer an invalid request (400/401) or a scripted error status; else wait if a
+        sleep is scripted and return False."""
+        if record.problems:
+            status = 401 if any(p.startswith("auth:") for p in record.problems) else 400
+            error_type = "authentication_error" if status == 401 else "invalid_request_error"
+            record.status = status
+            handler.send_json(status, _anthropic_error(error_type, "; ".join(record.problems)))
+            return True
+        item = record.scripted
+        if isinstance(item, int):
+            record.status = item
+            handler.send_json(
+                item,
+                _anthropic_error(_ANTHROPIC_ERROR_TYPES.get(item, "api_error"), f"scripted {item}"),
+                self._retry_headers(item),
+            )
+            return True
+        self._sleep_if_scripted(record)
+        return False
+
     def _retry_headers(self, status: int) -> dict[str, str]:
         if status not in (429, 529) or self.retry_after_ms is None:
             return {}
@@ -423,20 +484,10 @@ class FakeModelServer:
         return []
 
     def _validate_messages(self, record: RecordedRequest) -> list[str]:
-        problems = self._check_auth(record, allow_x_api_key=True)
-        version = record.headers.get("anthropic-version", "")
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", version):
-            problems.append(f"anthropic-version header missing or malformed: {version!r}")
+        if not isinstance(record.body, dict):
+            return [*self._check_auth(record, allow_x_api_key=True), "body is not a JSON object"]
+        problems = self._validate_messages_common(record)
         body = record.body
-        if not isinstance(body, dict):
-            return [*problems, "body is not a JSON object"]
-        if self.anthropic_model is not None and body.get("model") != self.anthropic_model:
-            problems.append(f"model {body.get('model')!r}, expected {self.anthropic_model!r}")
-        max_tokens = body.get("max_tokens")
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            problems.append(f"max_tokens must be a positive integer, got {max_tokens!r}")
-        if body.get("stream"):
-            problems.append("streaming was not expected")
         problems += _validate_cache_control(body)
         problems += self._validate_message_list(record, body.get("messages"))
         problems += _validate_tools(body.get("tools"), body.get("tool_choice"))
@@ -689,3 +740,253 @@ def hashed_embedding(text: str, dimension: int) -> list[float]:
         vector[index] += 1.0 if digest[4] & 1 else -1.0
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0
     return [v / norm for v in vector]
+
+
+# -- the assistant's requests ---------------------------------------------------------------------
+
+ASSISTANT_TOOLS = ("search_collection", "get_item", "web_search")
+SEARCH_MODES = {"keyword", "semantic", "hybrid"}
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def is_assistant_request(body: Any) -> bool:
+    tools = body.get("tools") if isinstance(body, dict) else None
+    return isinstance(tools, list) and any(
+        isinstance(t, dict) and t.get("name") == "search_collection" for t in tools
+    )
+
+
+def search_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every search_result block of the request, in the order the API counts them
+    (``search_result_index``)."""
+    found = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if block.get("type") == "search_result":
+                found.append(block)
+            elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                found.extend(b for b in block["content"] if b.get("type") == "search_result")
+    return found
+
+
+def last_tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    last = body["messages"][-1]
+    content = last.get("content")
+    if not isinstance(content, list):
+        return []
+    return [b for b in content if b.get("type") == "tool_result"]
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body["messages"]):
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, str):
+            return content
+        if message.get("role") == "user" and isinstance(content, list):
+            texts = [b.get("text", "") for b in content if b.get("type") == "text"]
+            if texts:
+                return " ".join(texts)
+    return ""
+
+
+def assistant_turn(
+    body: dict[str, Any], action: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], str]:
+    """The model's next turn. ``action``:
+
+    - ``{"tool_use": [{"name": ..., "input": {...}}, ...]}``: call these tools;
+    - ``{"answer": "text"}``: answer, citing every search result of the last tool results;
+    - None: search the collection with the question first, then answer citing the results.
+    """
+    if action is None:
+        if last_tool_results(body):
+            action = {"answer": "Here is what you saved:"}
+        else:
+            action = {
+                "tool_use": [
+                    {"name": "search_collection", "input": {"query": last_user_text(body)}}
+                ]
+            }
+    if "tool_use" in action:
+        content = [{"type": "text", "text": "Let me look."}]
+        content += [
+            {
+                "type": "tool_use",
+                "id": f"toolu_{uuid.uuid4().hex[:24]}",
+                "name": call["name"],
+                "input": call.get("input", {}),
+            }
+            for call in action["tool_use"]
+        ]
+        return content, "tool_use"
+    every = search_results(body)
+    cited = [
+        b
+        for result in last_tool_results(body)
+        if isinstance(result.get("content"), list)
+        for b in result["content"]
+        if b.get("type") == "search_result"
+    ]
+    content = [{"type": "text", "text": str(action.get("answer", ""))}]
+    for block in cited:
+        index = next(i for i, b in enumerate(every) if b is block)
+        content.append(
+            {
+                "type": "text",
+                "text": f" {block['title']}.",
+                "citations": [
+                    {
+                        "type": "search_result_location",
+                        "source": block["source"],
+                        "title": block["title"],
+                        "cited_text": block["content"][0]["text"],
+                        "search_result_index": index,
+                        "start_block_index": 0,
+                        "end_block_index": 1,
+                    }
+                ],
+            }
+        )
+    if not cited:
+        content[0]["text"] += " I found nothing about that in your collection."
+    return content, "end_turn"
+
+
+def validate_assistant_request(body: dict[str, Any]) -> list[str]:
+    """What the Messages API would refuse in a tool-loop request."""
+    problems = []
+    system = body.get("system")
+    if not isinstance(system, str) or not system.strip():
+        problems.append("system: expected the assistant's instructions")
+    problems += _validate_assistant_tools(body.get("tools"), body.get("tool_choice"))
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return [*problems, "messages: expected a non-empty list"]
+    previous_tool_uses: set[str] = set()
+    for n, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        expected = "user" if n % 2 == 0 else "assistant"
+        if role != expected:
+            problems.append(f"messages[{n}]: role {role!r}, expected {expected!r} (alternating)")
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            if not content.strip():
+                problems.append(f"messages[{n}]: empty text")
+            if role == "user" and previous_tool_uses:
+                problems.append(
+                    f"messages[{n}]: tool_use ids {sorted(previous_tool_uses)} unanswered"
+                )
+            previous_tool_uses = set()
+            continue
+        if not isinstance(content, list) or not content:
+            problems.append(f"messages[{n}].content: expected text or a list of blocks")
+            continue
+        if role == "assistant":
+            previous_tool_uses = set()
+            for block in content:
+                kind = block.get("type")
+                if kind == "tool_use":
+                    if not isinstance(block.get("input"), dict) or not block.get("id"):
+                        problems.append(f"messages[{n}]: tool_use needs an id and an input object")
+                    previous_tool_uses.add(block.get("id"))
+                elif kind != "text" or not str(block.get("text", "")).strip():
+                    problems.append(f"messages[{n}]: unexpected assistant block {kind!r}")
+            continue
+        results = [b for b in content if b.get("type") == "tool_result"]
+        answered = [b.get("tool_use_id") for b in results]
+        if content[: len(results)] != results:
+            problems.append(f"messages[{n}]: tool_result blocks must come first")
+        if set(answered) != previous_tool_uses or len(answered) != len(set(answered)):
+            problems.append(
+                f"messages[{n}]: tool_result ids {sorted(map(str, answered))} do not answer the "
+                f"tool_use ids {sorted(map(str, previous_tool_uses))} of the previous turn"
+            )
+        previous_tool_uses = set()
+        for block in content:
+            if block.get("type") == "tool_result":
+                problems += _validate_tool_result(n, block)
+            elif block.get("type") != "text" or not str(block.get("text", "")).strip():
+                problems.append(f"messages[{n}]: unexpected user block {block.get('type')!r}")
+    if messages[-1].get("role") != "user":
+        problems.append("messages: the last message must be the user's")
+    enabled = {bool((b.get("citations") or {}).get("enabled")) for b in search_results(body)}
+    if len(enabled) > 1:
+        problems.append("search_result: citations must be enabled on all or none")
+    return problems
+
+
+def _validate_tool_result(n: int, block: dict[str, Any]) -> list[str]:
+    content = block.get("content")
+    if isinstance(content, str):
+        return []
+    if not isinstance(content, list) or not content:
+        return [f"messages[{n}]: tool_result content must be text or a non-empty list"]
+    problems = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            if not str(part.get("text", "")).strip():
+                problems.append(f"messages[{n}]: empty text in a tool_result")
+        elif kind == "search_result":
+            if not isinstance(part.get("source"), str) or not part["source"]:
+                problems.append(f"messages[{n}]: search_result.source must be a non-empty string")
+            if not isinstance(part.get("title"), str) or not part["title"]:
+                problems.append(f"messages[{n}]: search_result.title must be a non-empty string")
+            texts = part.get("content")
+            if (
+                not isinstance(texts, list)
+                or not texts
+                or not all(
+                    t.get("type") == "text" and isinstance(t.get("text"), str) and t["text"]
+                    for t in texts
+                )
+            ):
+                problems.append(
+                    f"messages[{n}]: search_result.content must be non-empty text blocks"
+                )
+            extra = set(part) - {"type", "source", "title", "content", "citations", "cache_control"}
+            if extra:
+                problems.append(f"messages[{n}]: search_result has unknown fields {sorted(extra)}")
+        else:
+            problems.append(f"messages[{n}]: unexpected tool_result block {kind!r}")
+    return problems
+
+
+def _validate_assistant_tools(tools: Any, tool_choice: Any) -> list[str]:
+    problems = []
+    names = []
+    for tool in tools:
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+            problems.append(f"tools: invalid tool name {name!r}")
+            continue
+        names.append(name)
+        if not str(tool.get("description", "")).strip():
+            problems.append(f"tools.{name}: needs a description")
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            problems.append(f"tools.{name}.input_schema must be a JSON schema of type object")
+            continue
+        if name not in ASSISTANT_TOOLS:
+            problems.append(f"tools: unexpected tool {name!r}")
+        properties = schema.get("properties") or {}
+        if any(key in properties for key in ("user_id", "tenant", "owner")):
+            problems.append(f"tools.{name}: exposes a tenant argument")
+    if len(names) != len(set(names)):
+        problems.append("tools: duplicate names")
+    search = next((t for t in tools if t.get("name") == "search_collection"), {})
+    schema = search.get("input_schema") or {}
+    if "query" not in (schema.get("required") or []):
+        problems.append("tools.search_collection: query must be required")
+    mode = (schema.get("properties") or {}).get("mode") or {}
+    if set(mode.get("enum") or []) != SEARCH_MODES:
+        problems.append("tools.search_collection: mode must enumerate keyword/semantic/hybrid")
+    if tool_choice not in (None, {"type": "auto"}):
+        problems.append(
+            f"tool_choice: the assistant must let the model choose, got {tool_choice!r}"
+        )
+    return problems

@@ -346,6 +346,18 @@ def allowed_actions(fn: Function) -> set[str]:
         Resource.EVENTS: {"events:PutEvents"},
         Resource.IDEMPOTENCY: {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
     }
+    per_read[Resource.CONVERSATIONS] = {"dynamodb:GetItem", "dynamodb:Query"}
+    # The API creates and deletes conversations; the assistant only updates its messages.
+    per_write[Resource.CONVERSATIONS] = (
+        {
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+        }
+        if isinstance(fn.trigger, Http)
+        else {"dynamodb:UpdateItem"}
+    )
     for res in fn.reads:
         allowed |= per_read.get(res, set())
     for res in fn.writes:
@@ -402,8 +414,12 @@ def check_statement(d: Deployment, fn: Function, fn_res: Res, s: dict[str, Any])
             elif service == "events":
                 assert resource == bus(d).state["arn"]
             elif service == "dynamodb":
-                (table,) = d.of_type("aws:dynamodb/table:Table")
-                assert resource == table.state["arn"]
+                tables = {
+                    Resource.IDEMPOTENCY: table(d, "storage-idempotency"),
+                    Resource.CONVERSATIONS: table(d, "storage-conversations"),
+                }
+                allowed = {tables[r].state["arn"] for r in fn.resources if r in tables}
+                assert resource in allowed, (fn.name, action, resource)
             elif service == "sqs":
                 (target,) = targets_of(d, fn_res)
                 assert resource == target.inputs["deadLetterConfig"]["arn"]
@@ -500,7 +516,7 @@ def test_thumbnail_rule_is_on_the_default_bus_for_this_bucket_and_originals(
     assert notification.inputs == {"bucket": bucket(deployment).id, "eventbridge": True}
 
 
-@pytest.mark.parametrize("name", ["analyze", "embed"])
+@pytest.mark.parametrize("name", ["analyze", "embed", "assistant"])
 def test_pipeline_rules_match_source_and_detail_types_on_the_custom_bus(
     deployment: Deployment, name: str
 ) -> None:
@@ -649,8 +665,12 @@ def test_bucket_versioning_lifecycle_and_cors_follow_config(deployment: Deployme
     assert "POST" in cors.inputs["corsRules"][0]["allowedMethods"]
 
 
+def table(d: Deployment, name: str) -> Res:
+    return d.one("aws:dynamodb/table:Table", name)
+
+
 def test_idempotency_table_has_ttl_and_key_id(deployment: Deployment) -> None:
-    (t,) = deployment.of_type("aws:dynamodb/table:Table")
+    t = table(deployment, "storage-idempotency")
     assert t.inputs["hashKey"] == "id"
     assert t.inputs["attributes"] == [{"name": "id", "type": "S"}]
     assert t.inputs["ttl"] == {"attributeName": "expiration", "enabled": True}
@@ -902,8 +922,9 @@ def test_stateful_resources_are_protected_in_prod_only(
     assert not [r for r in deployment.resources if r.protect or r.retain_on_delete]
     (pool,) = prod.of_type("aws:cognito/userPool:UserPool")
     assert pool.inputs["deletionProtection"] == "ACTIVE"
-    (table,) = prod.of_type("aws:dynamodb/table:Table")
-    assert table.inputs["deletionProtectionEnabled"] is True
+    tables = prod.of_type("aws:dynamodb/table:Table")
+    assert {t.name for t in tables} == {"storage-idempotency", "storage-conversations"}
+    assert all(t.inputs["deletionProtectionEnabled"] is True for t in tables)
 
 
 def test_fixed_names_delete_before_replace_and_the_rest_does_not(deployment: Deployment) -> None:
@@ -948,3 +969,142 @@ def test_an_invalid_stack_fails_with_the_config_error() -> None:
     text = str(caught.value)
     assert "collections:architecture: expected one of arm64, x86_64, got 'amd64'" in text
     assert "pulumi config set --secret collections:voyageApiKey" in text
+
+
+# ------------------------------------------------------------------ the assistant
+
+
+def test_conversations_table_expires_what_the_runtime_writes(deployment: Deployment) -> None:
+    from runtime.adapters.conversations import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+
+    t = table(deployment, "storage-conversations")
+    assert t.inputs["hashKey"] == PARTITION_KEY == "pk"
+    assert t.inputs["rangeKey"] == SORT_KEY == "sk"
+    assert t.inputs["attributes"] == [{"name": "pk", "type": "S"}, {"name": "sk", "type": "S"}]
+    # DynamoDB deletes each record once the epoch-seconds attribute the store writes has passed.
+    assert t.inputs["ttl"] == {"attributeName": TTL_ATTRIBUTE, "enabled": True}
+    assert TTL_ATTRIBUTE == "expires_at"
+    assert t.inputs["billingMode"] == "PAY_PER_REQUEST"
+    assert t.inputs["deletionProtectionEnabled"] is False  # dev; prod: deletionProtection
+
+
+def test_the_functions_that_use_conversations_get_the_table_and_its_ttl(
+    deployment: Deployment,
+) -> None:
+    t = table(deployment, "storage-conversations")
+    for fn in FUNCTIONS:
+        env = lambda_of(deployment, fn).inputs["environment"]["variables"]
+        if Resource.CONVERSATIONS in fn.resources:
+            assert env["COLLECTIONS_CONVERSATIONS_TABLE"] == t.state["name"], fn.name
+            assert env["COLLECTIONS_CONVERSATION_TTL_HOURS"] == "24.0"
+            assert env["COLLECTIONS_ASSISTANT_DAILY_TOKEN_BUDGET"] == "500000"
+            settings = Settings(
+                **{
+                    k.removeprefix("COLLECTIONS_").lower(): v
+                    for k, v in env.items()
+                    if k.startswith("COLLECTIONS_")
+                }
+            )
+            assert settings.conversation_ttl_hours == 24.0
+        else:
+            assert "COLLECTIONS_CONVERSATIONS_TABLE" not in env, fn.name
+        assert "COLLECTIONS_CONVERSATIONS_SWEEP_EXPIRED" not in env  # DynamoDB's TTL does it
+        assert "COLLECTIONS_TAVILY_API_KEY_PARAM" not in env  # no key in this stack
+
+
+def conversation_statements(d: Deployment, name: str) -> dict[str, set[str]]:
+    arn = table(d, "storage-conversations").state["arn"]
+    doc = policy_of(d, role_of(d, lambda_of(d, function(name))))
+    return {s["Sid"]: set(s["Action"]) for s in doc["Statement"] if arn in s["Resource"]}
+
+
+def test_conversation_access_is_least_privilege(deployment: Deployment) -> None:
+    assert conversation_statements(deployment, "assistant") == {
+        "ReadConversations": {"dynamodb:GetItem", "dynamodb:Query"},
+        "WriteConversations": {"dynamodb:UpdateItem"},
+    }
+    assert conversation_statements(deployment, "api") == {
+        "ReadConversations": {"dynamodb:GetItem", "dynamodb:Query"},
+        "WriteConversations": {
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+        },
+    }
+    for name in ("thumbnail", "analyze", "embed", "cleanup", "migrate"):
+        assert conversation_statements(deployment, name) == {}, name
+    # The assistant reads the database and the model keys, writes no object and no event.
+    doc = policy_of(deployment, role_of(deployment, lambda_of(deployment, function("assistant"))))
+    actions = {a for s in doc["Statement"] for a in s["Action"]}
+    assert not {a for a in actions if a.startswith(("s3:", "events:"))}
+
+
+def test_the_assistant_answers_asynchronously_behind_the_authorized_api(
+    deployment: Deployment,
+) -> None:
+    fn = function("assistant")
+    assert fn.retry.maximum_retry_attempts == 0  # an answer is never paid for twice
+    r = lambda_of(deployment, fn)
+    assert r.inputs["timeout"] == fn.timeout_s > 30
+    (config,) = [
+        c
+        for c in deployment.of_type(
+            "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
+        )
+        if c.inputs["functionName"] == function_name(r)
+    ]
+    assert config.inputs["maximumRetryAttempts"] == 0
+    # The API (30 s integration timeout) only stores the question and publishes QuestionAsked:
+    # every /conversations route is the JWT-authorized proxy route of the api function.
+    (integration,) = deployment.of_type("aws:apigatewayv2/integration:Integration")
+    assert integration.inputs["timeoutMilliseconds"] == 30000
+    routes = {
+        x.inputs["routeKey"]: x.inputs for x in deployment.of_type("aws:apigatewayv2/route:Route")
+    }
+    assert routes["ANY /{proxy+}"]["authorizationType"] == "JWT"
+    assert not any("conversations" in key for key in routes)
+    api_doc = policy_of(deployment, role_of(deployment, lambda_of(deployment, function("api"))))
+    assert any("events:PutEvents" in s["Action"] for s in api_doc["Statement"])
+
+
+TAVILY_SECRET = "tvly-FAKE-SECRET-tavily-7a1e90c4"
+
+
+@pytest.fixture(scope="session")
+def with_tavily() -> Deployment:
+    config = stack_config_with_secrets("dev") | {"collections:tavilyApiKey": TAVILY_SECRET}
+    return run_program(
+        config,
+        preview=False,
+        stack="dev",
+        secret_keys=[*FAKE_SECRETS, "collections:tavilyApiKey"],
+        label="dev-tavily",
+    )
+
+
+def test_a_tavily_key_becomes_a_securestring_only_the_assistant_reads(
+    with_tavily: Deployment,
+) -> None:
+    d = with_tavily
+    tavily = parameter(d, "tavilyApiKey")
+    assert tavily.inputs["name"] == "/collections/dev/tavilyApiKey"
+    assert tavily.inputs["type"] == "SecureString"
+    assert is_secret_value(tavily.inputs["value"])
+    for fn in FUNCTIONS:
+        r = lambda_of(d, fn)
+        env = r.inputs["environment"]["variables"]
+        doc = policy_of(d, role_of(d, r))
+        reads = [s for s in doc["Statement"] if tavily.state["arn"] in s["Resource"]]
+        if fn.name == "assistant":
+            assert env["COLLECTIONS_TAVILY_API_KEY_PARAM"] == "/collections/dev/tavilyApiKey"
+            assert [(s["Sid"], s["Action"]) for s in reads] == [
+                ("ReadTavilyKey", ["ssm:GetParameter"])
+            ]
+        else:
+            assert "COLLECTIONS_TAVILY_API_KEY_PARAM" not in env and not reads, fn.name
+    for r in d.resources:
+        if r is tavily:
+            continue
+        assert TAVILY_SECRET not in json.dumps(unwrap(r.inputs), default=str), r.name
+    assert TAVILY_SECRET not in json.dumps(d.outputs, default=str)

@@ -47,6 +47,7 @@ TARGETS = AccessTargets(
     db_user_arn_prefix="arn:aws:rds-db:us-east-1:1:dbuser:db-ABC/",
     event_bus_arn="arn:aws:events:us-east-1:1:event-bus/bus",
     idempotency_table_arn="arn:aws:dynamodb:us-east-1:1:table/idem",
+    conversations_table_arn="arn:aws:dynamodb:us-east-1:1:table/conversations",
     anthropic_param_arn="arn:aws:ssm:us-east-1:1:parameter/collections/dev/anthropicApiKey",
     voyage_param_arn="arn:aws:ssm:us-east-1:1:parameter/collections/dev/voyageApiKey",
 )
@@ -193,6 +194,7 @@ def _refs() -> RuntimeRefs:
         anthropic_model="claude-sonnet-4-6",
         voyage_model="voyage-3.5-lite",
         embedding_dimension=1024,
+        conversations_table="conversations",
     )
 
 
