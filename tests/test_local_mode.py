@@ -103,6 +103,10 @@ def test_upload_ready_search_delete_and_isolation(product: LocalProduct, tmp_pat
     assert first["analysis"]["provider"] == "local"
     found = _json(product.cli("search", headline, "--json", config=demo))
     assert found["results"][0]["item_id"] == uploads[0]["item_id"]
+    # The assistant (offline: no Anthropic key here) answers from search, citing the item.
+    answer = _json(product.cli("ask", headline, "--json", config=demo))
+    assert answer["status"] == "done" and answer["usage"]["provider"] == "offline"
+    assert uploads[0]["item_id"] in [c["item_id"] for c in answer["citations"]]
 
     # a second user sees none of it
     profile = product.profile()
@@ -126,6 +130,11 @@ def test_upload_ready_search_delete_and_isolation(product: LocalProduct, tmp_pat
     assert login.returncode == 0, login.stderr
     assert _json(product.cli("ls", "--json", config=other))["items"] == []
     assert _json(product.cli("search", headline, "--json", config=other))["results"] == []
+    asked = product.cli("ask", headline, config=other)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.startswith("I found nothing in your collection about") and "[1]" not in (
+        asked.stdout
+    )
     assert product.cli("show", uploads[0]["item_id"], config=other).returncode == 4
     assert product.cli("rm", uploads[0]["item_id"], config=other).returncode == 4
 

@@ -74,6 +74,17 @@ class Api:
     def search(self, query: str, **params: Any) -> dict[str, Any]:
         return self._request("GET", "/search", params=_present({"q": query, **params}))
 
+    def create_conversation(self, title: str | None = None) -> dict[str, Any]:
+        return self._request("POST", "/conversations", json=_present({"title": title}))
+
+    def ask(self, conversation_id: str, question: str) -> dict[str, Any]:
+        return self._request(
+            "POST", f"/conversations/{conversation_id}/messages", json={"content": question}
+        )
+
+    def message(self, conversation_id: str, message_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/conversations/{conversation_id}/messages/{message_id}")
+
     def download(self, url: str, target: Path) -> None:
         try:
             with httpx.stream("GET", url, timeout=120) as response:

@@ -38,6 +38,7 @@ CONTENT_TYPES = {
 }
 PAGE_SIZE = 100
 POLL_SECONDS = 2.0
+ASK_POLL_SECONDS = 1.0
 
 
 def login(
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         "search": _search,
         "rm": _rm,
         "open": _open,
+        "ask": _ask,
     }[args.command]
     return handler(api, args)
 
@@ -219,6 +221,30 @@ def _show(api: Api, args: argparse.Namespace) -> int:
         print(result.get("summary") or "")
         print(f"(analysis v{analysis['version']} by {analysis['provider']}/{analysis['model']})")
     return 0
+
+
+def _ask(api: Api, args: argparse.Namespace) -> int:
+    """Ask the assistant: a new conversation (or ``--conversation``), then poll the answer."""
+    conversation = args.conversation or api.create_conversation(args.question[:80])["id"]
+    message = api.ask(conversation, args.question)
+    deadline = time.monotonic() + args.timeout
+    while message["status"] in ("pending", "answering"):
+        if time.monotonic() > deadline:
+            raise ApiError(0, f"no answer after {args.timeout:.0f} s (message {message['id']})")
+        time.sleep(ASK_POLL_SECONDS)
+        message = api.message(conversation, message["id"])
+    if args.json:
+        print(json.dumps(message, indent=2))
+    elif message["status"] == "failed":
+        failure = message["failure"]
+        print(f"no answer: {failure['message']} ({failure['reason']})", file=sys.stderr)
+    else:
+        print(message["answer"])
+        for n, citation in enumerate(message["citations"], start=1):
+            where = citation.get("item_id") or citation.get("url")
+            print(f"  [{n}] {citation['title']}  ({where})")
+        print(f"(conversation {conversation}: ask more with --conversation {conversation})")
+    return 1 if message["status"] == "failed" else 0
 
 
 def _search(api: Api, args: argparse.Namespace) -> int:

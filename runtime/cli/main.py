@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--category")
     search.add_argument("--limit", type=int, default=10)
 
+    ask = sub.add_parser("ask", help="ask the assistant about your items (answers cite them)")
+    ask.add_argument("question")
+    ask.add_argument("--conversation", help="continue this conversation (id)")
+    ask.add_argument("--timeout", type=float, default=300, help="seconds to wait for the answer")
+
     rm = sub.add_parser("rm", help="delete items")
     rm.add_argument("ids", nargs="+")
 

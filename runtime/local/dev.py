@@ -292,6 +292,7 @@ In another shell:
 
   .venv/bin/collections upload PATH... --wait
   .venv/bin/collections search "what you remember"
+  .venv/bin/collections ask "which restaurants did I save?"
 
 Ctrl-C stops everything; the data stays in .local/ for the next start.
 """

@@ -17,7 +17,12 @@ import pytest
 from runtime.local.cloud import EventPump
 from tests.api.conftest import Api, User
 from tests.api.support import assert_error, upload_through_api
-from tests.fakes.model_server import DEFAULT_ANALYSIS, MESSAGES_PATH, FakeModelServer
+from tests.fakes.model_server import (
+    DEFAULT_ANALYSIS,
+    MESSAGES_PATH,
+    WEB_SEARCH_PATH,
+    FakeModelServer,
+)
 
 
 def analysis(headline: str, summary: str, *, category: str = "Travel", text: str = "") -> dict:
@@ -438,3 +443,64 @@ def test_a_conversation_past_its_ttl_is_gone(
     report = cleanup(scheduled_event("cleanup"), LocalContext("cleanup", 512, 300))
     assert report["expired_conversation_records"] >= 2
     assert [r for r in records() if not r["sk"]["S"].startswith("usage#")] == []
+
+
+def test_web_search_is_offered_only_with_a_key_and_cited(
+    serve: Any,
+    pump: EventPump,
+    claude: FakeModelServer,
+    alice: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAVILY_API_KEY", "tvly-test-key")
+    api = serve(COLLECTIONS_ASSISTANT="anthropic", COLLECTIONS_TAVILY_BASE_URL=claude.url)
+    claude.script(
+        MESSAGES_PATH,
+        [
+            {"tool_use": [{"name": "web_search", "input": {"query": "Manteigaria Lisbon"}}]},
+            {"answer": "From the web:"},
+        ],
+    )
+    claude.script(WEB_SEARCH_PATH, [])
+    _, asked = start(api, alice, "When does Manteigaria open?")
+    message = answered(api, pump, alice, asked)
+
+    assert claude.problems == []
+    requests = assistant_requests(claude)
+    assert {t["name"] for t in requests[0]["tools"]} == {
+        "search_collection",
+        "get_item",
+        "web_search",
+    }
+    [search] = claude.requests_to(WEB_SEARCH_PATH)
+    assert search.headers["authorization"] == "Bearer tvly-test-key"
+    assert search.body["query"] == "Manteigaria Lisbon" and search.body["max_results"] == 5
+    [result] = tool_results(requests[1])
+    assert [b["source"] for b in result["content"]] == [
+        "https://example.com/opening-hours",
+        "https://example.org/reviews",
+    ]
+    assert message["status"] == "done"
+    assert [(c["kind"], c["url"]) for c in message["citations"]] == [
+        ("web", "https://example.com/opening-hours"),
+        ("web", "https://example.org/reviews"),
+    ]
+    assert all(c["item_id"] is None and c["thumbnail_url"] is None for c in message["citations"])
+
+    # A failing web search is a tool error the model reads, not a failed answer.
+    claude.reset()
+    claude.script(WEB_SEARCH_PATH, [503])
+    claude.script(
+        MESSAGES_PATH,
+        [
+            {"tool_use": [{"name": "web_search", "input": {"query": "anything"}}]},
+            {"answer": "The web is unavailable."},
+        ],
+    )
+    message = answered(api, pump, alice, ask(api, alice, message["conversation_id"], "Again?"))
+    assert message["status"] == "done" and message["citations"] == []
+    [failed] = tool_results(assistant_requests(claude)[1])
+    assert failed["is_error"] is True
+    assert failed["content"] == [
+        {"type": "text", "text": "The web search is unavailable right now."}
+    ]

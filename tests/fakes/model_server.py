@@ -52,6 +52,7 @@ from typing import Any
 
 MESSAGES_PATH = "/v1/messages"
 EMBEDDINGS_PATH = "/v1/embeddings"
+WEB_SEARCH_PATH = "/search"  # Tavily's search API (the assistant's optional web search)
 TOOL_NAME = "record_analysis"
 IMAGE_MEDIA_TYPES = {
     "image/jpeg": "JPEG",
@@ -282,6 +283,9 @@ class FakeModelServer:
         if parse_problem:
             self._problem(record, parse_problem)
 
+        if handler.command == "POST" and path == WEB_SEARCH_PATH:
+            self._web_search(handler, record)
+            return
         if handler.command != "POST" or path not in (MESSAGES_PATH, EMBEDDINGS_PATH):
             self._problem(record, f"unexpected request {handler.command} {path}")
             handler.send_json(
@@ -439,6 +443,42 @@ class FakeModelServer:
         if body.get("stream"):
             problems.append("streaming was not expected")
         return problems
+
+    def _web_search(self, handler: _Handler, record: RecordedRequest) -> None:
+        """Tavily's ``POST /search``: a Bearer key, a query; answers two invented pages."""
+        body = record.body if isinstance(record.body, dict) else {}
+        problems = self._check_auth(record, allow_x_api_key=False)
+        if not isinstance(body.get("query"), str) or not body["query"].strip():
+            problems.append("query must be a non-empty string")
+        if not isinstance(body.get("max_results"), int) or not 0 < body["max_results"] <= 20:
+            problems.append(f"max_results must be 1..20, got {body.get('max_results')!r}")
+        for problem in problems:
+            self._problem(record, problem)
+        if record.problems:
+            record.status = 401 if any(p.startswith("auth:") for p in problems) else 400
+            handler.send_json(record.status, {"detail": {"error": "; ".join(problems)}})
+            return
+        if isinstance(record.scripted, int):
+            record.status = record.scripted
+            handler.send_json(record.status, {"detail": {"error": "scripted"}})
+            return
+        query = body["query"]
+        results = [
+            {
+                "title": f"{query} - opening hours",
+                "url": "https://example.com/opening-hours",
+                "content": f"{query}: open daily 8:00-20:00.",
+                "score": 0.9,
+            },
+            {
+                "title": f"{query} - reviews",
+                "url": "https://example.org/reviews",
+                "content": f"Reviews of {query}.",
+                "score": 0.7,
+            },
+        ][: body["max_results"]]
+        record.status = 200
+        handler.send_json(200, {"query": query, "results": results, "response_time": 0.1})
 
     def _answered_with_error(self, handler: _Handler, record: RecordedRequest) -> bool:
         """Answer an invalid request (400/401) or a scripted error status; else wait if a
