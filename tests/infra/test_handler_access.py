@@ -84,6 +84,7 @@ def targets(env: LocalCloud, parameters: dict[str, str]) -> AccessTargets:
         idempotency_table_arn=arn.format("dynamodb", f"table/{env.idempotency_table}"),
         anthropic_param_arn=arn.format("ssm", f"parameter{parameters['anthropicApiKey']}"),
         voyage_param_arn=arn.format("ssm", f"parameter{parameters['voyageApiKey']}"),
+        conversations_table_arn=arn.format("dynamodb", f"table/{env.conversations_table}"),
     )
 
 
@@ -115,8 +116,29 @@ def requests_of(
             )
             for b in buses
         ]
-    if service == "dynamodb" and operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
+    if service == "dynamodb" and operation in (
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+    ):
         return [(f"dynamodb:{operation}", arn.format("dynamodb", f"table/{p['TableName']}"), {})]
+    if service == "dynamodb" and operation == "BatchWriteItem":
+        return [
+            ("dynamodb:BatchWriteItem", arn.format("dynamodb", f"table/{table}"), {})
+            for table in p["RequestItems"]
+        ]
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        # Authorized as its parts (the transaction itself has no action of its own).
+        parts = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+        parts["ConditionCheck"] = "ConditionCheckItem"
+        return [
+            (f"dynamodb:{parts[kind]}", arn.format("dynamodb", f"table/{body['TableName']}"), {})
+            for entry in p["TransactItems"]
+            for kind, body in entry.items()
+        ]
     if service == "ssm" and operation == "GetParameter":
         return [("ssm:GetParameter", arn.format("ssm", f"parameter{p['Name']}"), {})]
     if service == "secretsmanager" and operation == "GetSecretValue":
@@ -169,6 +191,8 @@ def test_the_handlers_calls_are_what_their_policies_allow(
     )
     monkeypatch.setenv("COLLECTIONS_ANTHROPIC_API_KEY_PARAM", parameters["anthropicApiKey"])
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    # As on AWS, where DynamoDB's TTL expires conversations (the cleanup sweeps them locally only).
+    monkeypatch.setenv("COLLECTIONS_CONVERSATIONS_SWEEP_EXPIRED", "false")
     reset_process_state()
 
     item = new_item()
@@ -176,6 +200,28 @@ def test_the_handlers_calls_are_what_their_policies_allow(
     EventPump(env, retry_delay_seconds=0).drain()
     done = reload(item)
     assert done.status == "ready", (done.status, done.failure_reason)
+
+    # A question, stored and announced as the API does; the assistant function answers it.
+    from datetime import UTC, datetime
+
+    from runtime.domain.conversations import Conversation, Message, MessageStatus, expiry
+    from runtime.events import QuestionAsked
+    from runtime.handlers.wiring import conversation_store, pipeline
+
+    now = datetime.now(UTC)
+    conversation = Conversation(uuid.uuid4(), item.user_id, None, now, expiry(now, 24))
+    question = Message(
+        uuid.uuid4(), conversation.id, "what is in my photo?", MessageStatus.PENDING, now
+    )
+    store = conversation_store()
+    store.create(conversation)
+    assert store.add_message(item.user_id, conversation, question)
+    pipeline().publisher.publish(
+        QuestionAsked(user_id=item.user_id, conversation_id=conversation.id, message_id=question.id)
+    )
+    EventPump(env, retry_delay_seconds=0).drain()
+    answered = store.get_message(item.user_id, conversation.id, question.id)
+    assert answered is not None and answered.status is MessageStatus.DONE, answered
 
     from runtime.local.worker import scheduled_event
     from tests.test_pipeline import invoke
