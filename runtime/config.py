@@ -148,18 +148,26 @@ class Settings(BaseSettings):
     # "auto": Claude when an Anthropic key is available, else the offline assistant (answers
     # from search results). Conversations live in a DynamoDB table and expire after the TTL.
     assistant: Literal["auto", "anthropic", "local"] = "auto"
-    conversations_table: str | None = None
-    conversation_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    conversations_table: str | None = Field(
+        None, json_schema_extra=deployed("name", Resource.CONVERSATIONS)
+    )
+    conversation_ttl_hours: float = Field(
+        24.0, gt=0, le=24 * 365, json_schema_extra=deployed("literal", Resource.CONVERSATIONS)
+    )
     assistant_max_tool_rounds: int = Field(default=4, ge=1, le=20)
     # Input + output tokens one message may spend over all its model calls.
     assistant_max_tokens_per_message: int = Field(default=60_000, ge=1000)
     assistant_max_output_tokens: int = Field(default=1024, ge=64, le=8192)
     # Tokens per user per UTC day; a message asked once it is spent is refused with 429.
-    assistant_daily_token_budget: int = Field(default=500_000, ge=0)
+    assistant_daily_token_budget: int = Field(
+        500_000, ge=0, json_schema_extra=deployed("int", Resource.CONVERSATIONS)
+    )
     assistant_max_messages_per_conversation: int = Field(default=50, ge=2, le=500)
     # Local mode only: the emulator's DynamoDB never expires items, so the cleanup deletes them.
     conversations_sweep_expired: bool = False
-    # Web search for the assistant (Tavily): offered only when a key is configured.
+    # Web search for the assistant (Tavily): offered only when a key is configured. Optional,
+    # so outside the deployed contract: a stack with a key gives its parameter name to the
+    # functions that declare Resource.TAVILY_KEY (tests/infra/test_infra_program.py).
     tavily_api_key_param: str | None = None
     tavily_base_url: str = "https://api.tavily.com"
 
