@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from runtime.local.cloud import EventPump
-from tests.api.conftest import Api, User
+from tests.api.conftest import PASSWORD, Api, CognitoPool, User
 from tests.api.support import assert_error, upload_through_api
 from tests.fakes.model_server import (
     DEFAULT_ANALYSIS,
@@ -504,3 +504,57 @@ def test_web_search_is_offered_only_with_a_key_and_cited(
     assert failed["content"] == [
         {"type": "text", "text": "The web search is unavailable right now."}
     ]
+
+
+def test_collections_ask_prints_the_answer_and_its_citations(
+    serve: Any,
+    pump: EventPump,
+    claude: FakeModelServer,
+    cognito: CognitoPool,
+    alice: User,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    from runtime.cli.auth import login
+    from runtime.cli.main import main
+    from runtime.cli.profiles import Profile, save_profile
+
+    api = serve(COLLECTIONS_ASSISTANT="local")
+    [ramen] = seed(api, pump, claude, alice, RAMEN)
+    monkeypatch.setenv("COLLECTIONS_CONFIG_DIR", str(tmp_path))
+    profile = Profile(
+        "test", api.url, "us-east-1", cognito.pool_id, cognito.client_id, cognito.endpoint
+    )
+    save_profile(profile)
+    login(profile, alice.username, PASSWORD)
+
+    # The assistant function, as Lambda would run it, while the CLI polls.
+    stop = threading.Event()
+
+    def deliver() -> None:
+        while not stop.is_set():
+            if not pump.pump_once():
+                stop.wait(0.2)
+
+    worker = threading.Thread(target=deliver, daemon=True)
+    worker.start()
+    try:
+        capsys.readouterr()
+        assert main(["--profile", "test", "ask", "ramen in Fukuoka"]) == 0
+        printed = capsys.readouterr().out
+        assert main(["--profile", "test", "ask", "ramen", "--json"]) == 0
+        out = capsys.readouterr().out
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    # The handlers' own log lines (one JSON object per line) share this process's stdout.
+    lines = [line for line in printed.splitlines() if not line.startswith('{"')]
+    as_json, _ = json.JSONDecoder().raw_decode(out[out.index("{\n") :])
+    assert lines[0] == "I found 1 item about “ramen in Fukuoka”:"
+    assert lines[1] == f"1. {RAMEN['headline']} (Food)"
+    assert lines[2] == f"  [1] {RAMEN['headline']}  ({ramen})"
+    assert lines[3].startswith("(conversation ") and "--conversation" in lines[3]
+    assert as_json["status"] == "done" and [c["item_id"] for c in as_json["citations"]] == [ramen]
