@@ -55,6 +55,7 @@ MAX_SEARCH_RESULTS = 10
 HISTORY_MESSAGES = 10  # earlier exchanges of the conversation the model sees
 EXTRACTED_TEXT_CHARS = 1500  # of an item's extracted text, in get_item's answer
 QUOTE_CHARS = 120
+MAX_CUT_OFF_CITATIONS = 20
 
 
 # =============================================================================================
@@ -406,7 +407,7 @@ def cut_off_answer(
         )
     else:
         why = "I stopped because this question reached its token limit before I could finish."
-    citations = tuple(s.citation for s in sources.values())
+    citations = tuple(s.citation for s in sources.values())[:MAX_CUT_OFF_CITATIONS]
     if not citations:
         return f"{why} I found nothing relevant so far; try a more specific question.", ()
     listed = "\n".join(f"- {c.title}" for c in citations)

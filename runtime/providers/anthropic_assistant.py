@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
     from runtime.config import Settings
 
+MAX_TOOL_CALLS_PER_ROUND = 5
+MAX_CITATIONS = 20
+
 SYSTEM_PROMPT = """\
 You are the assistant of Collections, where a person saves screenshots and photos; each saved \
 item has an analysis (headline, summary, text extracted from the image, places, hashtags). \
@@ -138,8 +141,14 @@ class AnthropicAssistant:
             rounds += 1
             messages.append({"role": "assistant", "content": _assistant_content(response.content)})
             results = []
-            for use in tool_uses:
-                result = tools.run(use.name, use.input)
+            for n, use in enumerate(tool_uses):
+                if n >= MAX_TOOL_CALLS_PER_ROUND:  # every tool_use still needs its result
+                    result = ToolResult(
+                        note=f"Not run: at most {MAX_TOOL_CALLS_PER_ROUND} tool calls per turn.",
+                        is_error=True,
+                    )
+                else:
+                    result = tools.run(use.name, use.input)
                 for source in result.sources:
                     sources.setdefault(source.key, source)
                 results.append(tool_result_block(use.id, result))
@@ -230,7 +239,7 @@ def _text_and_citations(
             source = sources.get(citation.source)
             if source is None:  # not something a tool returned: never shown
                 continue
-            if source.key not in cited:
+            if source.key not in cited and len(cited) < MAX_CITATIONS:
                 cited[source.key] = Citation(
                     **{**source.citation.__dict__, "cited_text": citation.cited_text}
                 )

@@ -190,14 +190,22 @@ def test_a_model_that_never_stops_calling_tools_is_cut_off(
 ) -> None:
     api = serve(COLLECTIONS_ASSISTANT="anthropic", COLLECTIONS_ASSISTANT_MAX_TOOL_ROUNDS="3")
     [lisbon] = seed(api, pump, claude, alice, LISBON)
+    # Each turn asks for seven searches at once: five run, the other two are answered "not run".
     claude.assistant_policy = lambda body: {
-        "tool_use": [{"name": "search_collection", "input": {"query": "Lisbon pastel de nata"}}]
+        "tool_use": [{"name": "search_collection", "input": {"query": "Lisbon pastel de nata"}}] * 7
     }
     _, asked = start(api, alice, "Tell me everything about Lisbon")
     message = answered(api, pump, alice, asked)
 
     assert claude.problems == []
-    assert len(assistant_requests(claude)) == 4  # three rounds ran; the fourth ask was refused
+    requests = assistant_requests(claude)
+    assert len(requests) == 4  # three rounds ran; the fourth ask was refused
+    results = tool_results(requests[1])
+    assert len(results) == 7
+    assert [r.get("is_error", False) for r in results] == [False] * 5 + [True] * 2
+    assert results[6]["content"] == [
+        {"type": "text", "text": "Not run: at most 5 tool calls per turn."}
+    ]
     assert message["status"] == "done"
     assert message["stop_reason"] == "max_tool_rounds"
     assert message["answer"].startswith("I stopped after 3 rounds of searching")
