@@ -38,10 +38,18 @@ TEST_ORDER = (
 LAST = ("tests/infra/test_handler_access.py",)
 
 
+# Checks the mutants apply to the unmutated tree: a mutated tree fails it by construction.
+NOT_RUN = ("tests/infra/test_mutants.py",)
+
+
 def test_files(root: Path) -> list[str]:
     every = sorted(str(p.relative_to(root)) for p in (root / "tests/infra").glob("test_*.py"))
+    every = [f for f in every if f not in NOT_RUN]
     rest = [f for f in every if f not in TEST_ORDER + LAST]
-    return [f for f in TEST_ORDER if f in every] + rest + [f for f in LAST if f in every]
+    ordered = [f for f in TEST_ORDER if f in every] + rest + [f for f in LAST if f in every]
+    # Re-running mutants that passed the files before START_AT in an earlier run.
+    start = os.environ.get("COLLECTIONS_MUTATION_START_AT")
+    return ordered[ordered.index(start) :] if start else ordered
 
 
 def tracked_files(root: Path) -> list[str]:
@@ -175,13 +183,34 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip checking that the unmutated tree passes"
     )
+    parser.add_argument(
+        "--start-at",
+        default=None,
+        help="test file to start at (for mutants that passed the earlier files in a run)",
+    )
+    parser.add_argument("--report-from", default=None, help="write results from a progress file")
     parser.add_argument("--worker", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         base, out, *ids = args.worker
         worker(Path(base), ids, Path(out))
         return
+    if args.report_from:
+        # The lines a run (possibly stopped early) wrote: report what was measured.
+        done = load_progress(Path(args.report_from))
+        baseline_ok = [o.status for o in done if o.mutant is BASELINE]
+        outcomes = [o for o in done if o.mutant is not BASELINE]
+        note = (
+            f" Measured {len(outcomes)} of {len(MUTANTS)} mutants"
+            + (" (run stopped early)." if len(outcomes) < len(MUTANTS) else ".")
+            + f" Unmutated tree: {baseline_ok[0] if baseline_ok else 'not run'}"
+            + (" (it passes)." if baseline_ok == ["survived"] else ".")
+        )
+        report(outcomes, jobs=2, wall=sum(o.seconds for o in done) / 2, note=note)
+        return
     mutants = [m for m in MUTANTS if args.only is None or m.id in args.only]
+    if args.start_at:
+        os.environ["COLLECTIONS_MUTATION_START_AT"] = args.start_at
     files = tracked_files(ROOT)
     # One snapshot of the working tree at the start: edits made while the run goes on (a
     # rebase, say) do not leak into some mutants and not others.
@@ -206,6 +235,21 @@ def main() -> None:
         key=lambda o: order.index(o.mutant.id),
     )
     log.unlink(missing_ok=True)
+    report(outcomes, jobs=jobs, wall=time.monotonic() - started, note="")
+
+
+def load_progress(path: Path) -> list[Outcome]:
+    import json
+
+    by_id = {m.id: m for m in [*MUTANTS, BASELINE]}
+    outcomes = []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        outcomes.append(Outcome(by_id[r["id"]], r["status"], r["seconds"], r["failed"]))
+    return outcomes
+
+
+def report(outcomes: list[Outcome], *, jobs: int, wall: float, note: str) -> None:
     killed = [o for o in outcomes if o.status != "survived"]
     survivors = [o for o in outcomes if o.status == "survived"]
     rate = len(killed) / len(outcomes) if outcomes else float("nan")
@@ -219,7 +263,7 @@ def main() -> None:
     ]
     markdown = (
         f"## Mutation testing of tests/infra\n\n{len(killed)} of {len(outcomes)} mutants killed: "
-        f"**{rate:.1%}** (wall time {time.monotonic() - started:.0f} s, {jobs} at a time).\n\n"
+        f"**{rate:.1%}** (wall time {wall:.0f} s, {jobs} at a time).{note}\n\n"
         + (
             "Survivors:\n\n" + table(["mutant", "mistake", "why acceptable"], survivor_rows)
             if survivors

@@ -19,7 +19,15 @@ from aws_metrics import (
 from infra_harness import Deployment, Res, as_json, stack_config_with_secrets
 
 from infra.config import SERVER_RESERVED_CONNECTIONS, ConfigError, parse, required_connections
-from runtime.topology import FUNCTIONS, Function, Http, event_functions, uses_database
+from runtime.topology import (
+    FUNCTIONS,
+    Deploy,
+    Function,
+    Http,
+    Resource,
+    event_functions,
+    uses_database,
+)
 
 LAMBDA = "aws:lambda/function:Function"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -289,3 +297,16 @@ def test_database_upgrades_and_storage_growth_are_bounded(
     assert i["iamDatabaseAuthenticationEnabled"] is True
     assert i["storageEncrypted"] is True and i["publiclyAccessible"] is False
     assert db_parameters(d)["rds.force_ssl"] == "1"
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.name)
+def test_only_the_migrator_holds_the_master_credentials(dev: Deployment, fn: Function) -> None:
+    """Migrations change the schema: the Deploy function signs in as the master user (the
+    secret); every other function as the application role, which cannot (test_migrations)."""
+    env = lambda_of(dev, fn).inputs["environment"]["variables"]
+    if isinstance(fn.trigger, Deploy):
+        assert Resource.DATABASE_ADMIN in fn.resources
+        assert "COLLECTIONS_DB_SECRET_ARN" in env and "COLLECTIONS_DB_USER" not in env
+    else:
+        assert Resource.DATABASE_ADMIN not in fn.resources
+        assert "COLLECTIONS_DB_SECRET_ARN" not in env
