@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     voyage_api_key_param: str | None = Field(
         None, json_schema_extra=deployed("parameter", Resource.VOYAGE_KEY)
     )
+    # Search reranking: "auto" = Voyage's reranker when a Voyage key is available, else none.
+    reranker: Literal["auto", "voyage", "none"] = "auto"
+    voyage_rerank_model: str = "rerank-2.5"
     # None: the configured embedder's native dimension. Part of the schema (the vector column),
     # so every function that touches the database agrees on it.
     embedding_dimension: int | None = Field(
@@ -131,14 +134,15 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=100_000_000, ge=1_000_000)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
 
-    # Search relevance thresholds (runtime.domain.search.Thresholds): keyword = minimum share of
-    # the query matched (IDF- and field-weighted, [0, 1]); semantic = minimum cosine similarity;
-    # hybrid = the cosine similarity a meaning-only match needs when no keyword result passes.
-    # Tuned with the offline embedder on benchmarks/evaluate_search.py (cosine values depend on
-    # the embedding model: re-run the evaluation when changing it).
-    search_threshold_keyword: float = 0.45
-    search_threshold_semantic: float = 0.3
-    search_threshold_hybrid: float = 0.6
+    # Search relevance thresholds (runtime.domain.search.Thresholds, where each one's scale is
+    # described). Unset: the default for the configured embedder (DEFAULT_THRESHOLDS there, one
+    # row per embedding model, chosen by cross-validation in benchmarks/evaluate_search.py).
+    search_threshold_keyword: float | None = None
+    search_threshold_semantic: float | None = None
+    search_threshold_hybrid: float | None = None
+    search_threshold_hybrid_keyword: float | None = None
+    search_threshold_hybrid_semantic: float | None = None
+    search_threshold_small_collection: float | None = None
     # Up to this many documents (after filters) a user's semantic search is an exact scan;
     # above, the HNSW index with pgvector iterative scans, visiting at most max_scan_tuples.
     search_exact_scan_max: int = Field(default=5000, ge=0)

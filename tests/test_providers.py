@@ -30,8 +30,9 @@ from runtime.domain.analysis import Analysis, analysis_tool_schema
 from runtime.domain.errors import PermanentError, TransientError
 from runtime.providers import factory
 from runtime.providers.anthropic_analyzer import SYSTEM_PROMPT, AnthropicAnalyzer
-from runtime.providers.base import AnalysisResult, Analyzer, Embedder
+from runtime.providers.base import AnalysisResult, Analyzer, Embedder, Reranker, RerankUnavailable
 from runtime.providers.voyage_embedder import VoyageEmbedder
+from runtime.providers.voyage_reranker import VoyageReranker
 from tests.conftest import DATASETS, dataset
 from tests.fakes.model_server import DEFAULT_ANALYSIS, FakeModelServer, hashed_embedding
 
@@ -39,6 +40,7 @@ ANTHROPIC_KEY = "sk-ant-test-0123456789"
 VOYAGE_KEY = "pa-test-0123456789"
 MESSAGES = "/v1/messages"
 EMBEDDINGS = "/v1/embeddings"
+RERANK = "/v1/rerank"
 
 
 def jpeg(width: int = 1000, height: int = 1568, color: str = "white") -> bytes:
@@ -445,6 +447,58 @@ def test_voyage_wrong_dimension_is_permanent(server: FakeModelServer, keys: None
     assert failure.value.reason == "embedding_dimension_mismatch"
 
 
+# -- Voyage reranker through the SDK ----------------------------------------------------------
+
+
+def voyage_reranker(server: FakeModelServer, **settings: object) -> VoyageReranker:
+    return VoyageReranker(Settings(voyage_base_url=server.voyage_url, **settings))
+
+
+def test_voyage_rerank_request_and_order(server: FakeModelServer, keys: None) -> None:
+    reranker = voyage_reranker(server)
+    assert isinstance(reranker, Reranker)
+    assert (reranker.provider, reranker.model) == ("voyage", "rerank-2.5")
+    documents = ["hiking near Kyoto", "Ichiran ramen in Fukuoka at night", "ramen museum"]
+    ranked = reranker.rerank("late night ramen Fukuoka", documents, top_k=2)
+
+    # The fake scores by the share of the query's words a document holds: 3/4, then 1/4.
+    assert ranked == [(1, 0.75), (2, 0.25)]
+    assert server.problems == []
+    (request,) = server.requests_to(RERANK)
+    assert request.headers["authorization"] == f"Bearer {VOYAGE_KEY}"
+    assert request.body["model"] == "rerank-2.5"
+    assert request.body["query"] == "late night ramen Fukuoka"
+    assert request.body["documents"] == documents
+    assert request.body["top_k"] == 2
+    assert reranker.total_tokens > 0
+
+
+def test_voyage_rerank_model_is_configurable(keys: None) -> None:
+    with FakeModelServer(voyage_rerank_model="rerank-2.5-lite") as server:
+        ranked = voyage_reranker(server, voyage_rerank_model="rerank-2.5-lite").rerank(
+            "ramen", ["ramen"], top_k=5
+        )
+        assert ranked == [(0, 1.0)]
+        assert server.requests_to(RERANK)[0].body["top_k"] == 1  # never more than documents
+        assert server.problems == []
+
+
+@pytest.mark.parametrize("scripted", [401, 429, 500, "malformed"])
+def test_voyage_rerank_failures_are_unavailable(
+    server: FakeModelServer, keys: None, scripted: object
+) -> None:
+    server.script(RERANK, [scripted])
+    with pytest.raises(RerankUnavailable):
+        voyage_reranker(server).rerank("ramen", ["ramen", "onsen"], top_k=2)
+    assert server.count(RERANK) == 1  # one attempt: a user is waiting
+
+
+def test_voyage_rerank_without_key_is_unavailable(server: FakeModelServer, no_keys: None) -> None:
+    with pytest.raises(RerankUnavailable):
+        voyage_reranker(server).rerank("ramen", ["ramen"], top_k=1)
+    assert server.count(RERANK) == 0
+
+
 # -- factory ----------------------------------------------------------------------------------
 
 
@@ -461,6 +515,7 @@ def test_factory_auto_uses_local_providers_without_keys(no_keys: None, fresh_fac
     assert factory.get_embedder(settings).provider == "local"
     assert factory.embedding_dimension(settings) == 384
     assert factory.get_analyzer(settings) is factory.get_analyzer(Settings())
+    assert factory.get_reranker(settings) is None
 
 
 def test_factory_auto_uses_real_providers_with_keys(keys: None, fresh_factory: None) -> None:
@@ -471,6 +526,10 @@ def test_factory_auto_uses_real_providers_with_keys(keys: None, fresh_factory: N
     assert factory.embedding_dimension(settings) == 1024
     assert factory.get_embedder(Settings()) is embedder
     assert factory.get_analyzer(Settings(analyzer="local")).provider == "local"
+    reranker = factory.get_reranker(settings)
+    assert reranker is not None and (reranker.provider, reranker.model) == ("voyage", "rerank-2.5")
+    assert factory.get_reranker(Settings()) is reranker
+    assert factory.get_reranker(Settings(reranker="none")) is None
 
 
 def test_factory_counts_a_configured_ssm_parameter_as_a_key(no_keys: None) -> None:
@@ -609,6 +668,28 @@ def test_local_analyzer_reads_drawn_text() -> None:
     assert "Tokyo" in analysis.media_metadata.location_tags
     assert "price label" in analysis.image_details.objects
     assert "local OCR" in analysis.summary
+
+
+def test_local_headline_skips_navigation_bars_and_caption_fragments() -> None:
+    from runtime.providers.local_analyzer import TextLine, classify, pick_headline
+
+    def line(text: str, top: float, height: float) -> TextLine:
+        return TextLine(text, 0.95, 40, top, 40 + 20 * len(text), top + height)
+
+    # A TikTok screen as OCR reads it: the navigation bar (spaces lost, an icon read as "TEM")
+    # is tall and at the top; a caption fragment is as tall as the title.
+    lines = [
+        line("TEM ExploreFollowing Shop ForYou", 60, 44),
+        line("BUT IT WAS", 300, 40),
+        line("to admire its stunning", 360, 40),
+        line("Shikisai no Oka", 420, 40),
+        line("rainbow flower fields", 470, 40),
+    ]
+    assert pick_headline(lines, 1280) == "Shikisai no Oka rainbow flower fields"
+    assert pick_headline(lines[:1], 1280) == ""  # navigation only: no headline from it
+    # Named places make a screenshot about travel unless another topic clearly dominates.
+    assert classify("Nakameguro, Tokyo: Lowkey Cafe")[0] == "Travel"
+    assert classify("Tokyo Ramen Guide, best ramen, ramen #ramen")[0] == "Food"
 
 
 def test_ocr_engine_uses_the_models_in_the_wheel_and_never_downloads(

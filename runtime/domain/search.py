@@ -43,11 +43,23 @@ semantic
     distance.
 
 hybrid
-    First, whether the user's (filtered) collection holds anything relevant at all: some item
-    passes the keyword threshold, or the best cosine similarity reaches the *hybrid* threshold
-    (a meaning-only match strong enough to trust without any shared word). If not, the page is
-    empty. If so, the keyword list (cut at the keyword threshold) and the semantic list (cut at
-    the semantic threshold) are merged by weighted reciprocal rank fusion::
+    First, whether the user's (filtered) collection holds anything relevant at all. Two kinds of
+    evidence count, neither of them one absolute cosine value:
+
+    - keyword: the best keyword score reaches the ``keyword`` threshold (IDF-weighted, so it is
+      already relative to the user's own collection);
+    - meaning: the best cosine similarity *stands out* from the user's collection. The query's
+      cosine similarities to (up to ``STATS_SAMPLE`` of) the user's documents give a mean and a
+      standard deviation; the best match's z-score, minus the z-score the best of N unrelated
+      items is expected to reach (the expected maximum of N standard normal draws, N the
+      collection's size), is its *standout*, which must reach the ``hybrid`` threshold. A query
+      about something absent still has a best match, but in a collection of that size it stands
+      no further out than chance would put it. Below ``STATS_MIN_DOCUMENTS`` documents a
+      distribution says nothing, and the best cosine must reach ``small_collection`` instead.
+
+    If neither holds, the page is empty. If one does, the keyword list (items scoring at least
+    ``hybrid_keyword``) and the semantic list (items with a z-score of at least
+    ``hybrid_semantic``) are merged by weighted reciprocal rank fusion::
 
         fused = W_KEYWORD / (RRF_K + rank_keyword) + W_SEMANTIC / (RRF_K + rank_semantic)
         score = fused / ((W_KEYWORD + W_SEMANTIC) / (RRF_K + 1))            in (0, 1]
@@ -56,12 +68,18 @@ hybrid
     0. So 1.0 = ranked first by both measures, 0.5 = first by one and absent from the other.
     Equal scores are ordered by cosine similarity, then item id.
 
-Thresholds (``Thresholds``; defaults from the settings ``search_threshold_*``, tuned with the
-offline embedder on the retrieval evaluation, ``benchmarks/evaluate_search.py``): keyword and
-semantic results are returned only if their score is >= their mode's threshold; hybrid uses
-both of those to cut its two lists, and its own threshold (on the cosine scale) as described
-above. So a query about something absent returns an empty page. Cosine thresholds depend on
-the embedding model: re-run the evaluation (it prints a threshold sweep) when changing it.
+    With a reranker (``reranker=``, e.g. Voyage's), the first ``RERANK_DEPTH`` fused results are
+    reordered by it over their search documents' text; their score is then the reranker's
+    relevance score in [0, 1] and the page ends there. If the reranker cannot answer, the fused
+    order stands.
+
+Thresholds (``Thresholds``): one set per embedder (``DEFAULT_THRESHOLDS``, keyed by
+``provider/model``; cosine values depend on the embedding model), each overridable by a setting
+``search_threshold_<name>``. Keyword and semantic results are returned only if their score is at
+least their mode's threshold, so a query about something absent returns an empty page. The
+values were chosen by grid search in the retrieval evaluation (``benchmarks/evaluate_search.py``),
+which also reports them cross-validated and on a validation query set: re-run it when changing
+the embedder, and add its row to the table.
 
 Pagination: results are ordered by (score desc, tie-break, item id); a page's ``next_cursor`` is
 an opaque token naming the position after its last hit. The next page holds only hits strictly
@@ -75,12 +93,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import re
 import unicodedata
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -92,7 +111,7 @@ from runtime.config import Settings, get_settings
 from runtime.domain import cursors
 from runtime.domain.cursors import InvalidCursor
 from runtime.domain.documents import TEXT_SEARCH_CONFIG
-from runtime.providers.base import Embedder
+from runtime.providers.base import Embedder, Reranker, RerankUnavailable
 
 __all__ = [
     "InvalidCursor",
@@ -103,6 +122,8 @@ __all__ = [
     "Thresholds",
     "search",
 ]
+
+log = logging.getLogger(__name__)
 
 # -- limits -------------------------------------------------------------------------------------
 MAX_QUERY_CHARS = 1000  # longer queries are cut (a 10k-character paste still searches)
@@ -122,6 +143,9 @@ RRF_K = 60  # the rank constant (the usual value from Cormack et al., 2009)
 W_KEYWORD = 0.5
 W_SEMANTIC = 0.5
 HYBRID_POOL = 100  # depth of each list fused (at least the depth the page needs)
+RERANK_DEPTH = 30  # fused candidates a reranker reorders (a hybrid page with one ends there)
+STATS_SAMPLE = 2000  # documents of the user's collection the cosine distribution is taken from
+STATS_MIN_DOCUMENTS = 10  # below this, standing out means nothing: a cosine floor is used
 
 # -- semantic (HNSW) ----------------------------------------------------------------------------
 HNSW_MIN_EF_SEARCH = 40
@@ -150,26 +174,78 @@ class SearchFilters:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Relevance thresholds (see the module documentation).
+    """Relevance thresholds, each on its own scale (see the module documentation).
 
-    ``keyword``: minimum keyword score, [0, 1]. ``semantic``: minimum cosine similarity, [-1, 1],
-    in semantic mode and for hybrid's semantic list. ``hybrid``: the cosine similarity the best
-    semantic match must reach for hybrid mode to answer when no item passes the keyword
-    threshold (hybrid's own scores are fused ranks, which cannot say "nothing relevant").
+    ``keyword``: minimum keyword score, [0, 1]: keyword mode's cut, and in hybrid the keyword
+    evidence that the collection holds something relevant.
+    ``semantic``: minimum cosine similarity, [-1, 1], in semantic mode.
+    ``hybrid``: the *standout* (in standard deviations, see ``standout``) the best semantic match
+    needs for hybrid mode to answer on meaning alone, when no keyword result reaches ``keyword``.
+    ``hybrid_keyword``: the keyword score an item needs to enter hybrid's fused keyword list once
+    hybrid answers, [0, 1].
+    ``hybrid_semantic``: the z-score (standard deviations above the mean cosine of the user's
+    collection) an item needs to enter hybrid's fused semantic list.
+    ``small_collection``: the cosine similarity a meaning-only hybrid answer needs when the
+    (filtered) collection has fewer than ``STATS_MIN_DOCUMENTS`` documents, too few to say what
+    standing out means.
+
+    Fields left out mean "no cut". Defaults come per embedder from ``DEFAULT_THRESHOLDS`` (cosine
+    values and standouts depend on the embedding model), overridden by the settings
+    ``search_threshold_*`` that are set.
     """
 
     keyword: float
     semantic: float
     hybrid: float
+    hybrid_keyword: float = 0.0
+    hybrid_semantic: float = -math.inf
+    small_collection: float = -1.0
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> Thresholds:
+    def for_embedder(cls, embedder: str, settings: Settings | None = None) -> Thresholds:
+        """The defaults for ``embedder`` (``"provider/model"``), with the settings' overrides."""
         s = settings or get_settings()
-        return cls(
-            keyword=s.search_threshold_keyword,
-            semantic=s.search_threshold_semantic,
-            hybrid=s.search_threshold_hybrid,
-        )
+        base = DEFAULT_THRESHOLDS.get(embedder, FALLBACK_THRESHOLDS)
+        overrides = {
+            name: value
+            for name in (f.name for f in fields(cls))
+            if (value := getattr(s, f"search_threshold_{name}", None)) is not None
+        }
+        return replace(base, **overrides)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, embedder: str = "local/all-MiniLM-L6-v2"
+    ) -> Thresholds:
+        return cls.for_embedder(embedder, settings)
+
+    def as_list(self) -> list[float]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+# Defaults per embedder ("provider/model"): each mode's values are the ones the grid search of
+# benchmarks/evaluate_search.py chooses on all golden queries (the same procedure its
+# cross-validation scores on held-out folds). ``small_collection`` is not tuned there (the corpus
+# has 55 items): it is the cosine floor the offline embedder's hybrid mode used before.
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
+    "local/all-MiniLM-L6-v2": Thresholds(
+        keyword=0.45,
+        semantic=0.5,
+        hybrid=0.75,
+        hybrid_keyword=0.4,
+        hybrid_semantic=-math.inf,
+        small_collection=0.6,
+    ),
+}
+# Voyage's scale could not be measured (the evaluation needs a Voyage key): the scale-free
+# values (keyword score, standouts) are the offline embedder's, the cosine ones the defaults all
+# embedders had before the evaluation chose per-embedder values. Measure with
+# ``benchmarks.evaluate_search --embedder voyage`` and replace this row.
+DEFAULT_THRESHOLDS["voyage/voyage-3.5-lite"] = replace(
+    DEFAULT_THRESHOLDS["local/all-MiniLM-L6-v2"], semantic=0.3, small_collection=0.6
+)
+# Any other embedder: the same reasoning.
+FALLBACK_THRESHOLDS = DEFAULT_THRESHOLDS["voyage/voyage-3.5-lite"]
 
 
 @dataclass(frozen=True)
@@ -564,6 +640,82 @@ def _set_local(session: Session, values: dict[str, str | None]) -> dict[str, str
     return previous
 
 
+@dataclass(frozen=True)
+class CollectionStats:
+    """The query's cosine similarities over (a sample of) the user's filtered collection."""
+
+    documents: int
+    mean: float
+    std: float
+
+    def z(self, cosine: float) -> float:
+        """Standard deviations above the collection's mean similarity."""
+        return (cosine - self.mean) / self.std if self.std > 0 else 0.0
+
+    def cosine_at(self, z: float) -> float:
+        """The cosine similarity that has z-score ``z`` (the inverse of ``z``)."""
+        return self.mean + z * self.std if math.isfinite(z) else -1.0
+
+
+def semantic_stats(
+    session: Session, *, user_id: str, vector: Sequence[float], filters: SearchFilters
+) -> CollectionStats:
+    """Mean and standard deviation of the query's cosine similarity to at most ``STATS_SAMPLE``
+    of the user's (filtered) documents: all of them in a collection up to that size."""
+    params: dict[str, Any] = {"user_id": user_id, "vector": _vector_literal(vector)}
+    where = _filter_sql(filters, params)
+    params["sample"] = STATS_SAMPLE
+    row = session.execute(
+        text(
+            f"""
+            SELECT count(*), avg(score), stddev_pop(score) FROM (
+                SELECT 1 - (d.embedding <=> CAST(:vector AS vector)) AS score
+                FROM search_documents d JOIN items i ON i.id = d.item_id AND i.user_id = :user_id
+                WHERE d.user_id = :user_id{where}
+                LIMIT :sample
+            ) s
+            """
+        ),
+        params,
+    ).one()
+    return CollectionStats(int(row[0]), float(row[1] or 0.0), float(row[2] or 0.0))
+
+
+def expected_best_z(documents: int) -> float:
+    """The z-score the best of ``documents`` unrelated items is expected to reach: the
+    expected maximum of that many standard normal draws (its extreme-value approximation)."""
+    if documents < 2:
+        return 0.0
+    a = math.sqrt(2.0 * math.log(documents))
+    return a - (math.log(math.log(documents)) + math.log(4.0 * math.pi)) / (2.0 * a)
+
+
+def standout(cosine: float, stats: CollectionStats) -> float:
+    """How far (in standard deviations) a match stands above the best match an unrelated
+    query would be expected to find in a collection of this size."""
+    return stats.z(cosine) - expected_best_z(stats.documents)
+
+
+def hybrid_rank(
+    keyword: _Ranked, semantic: _Ranked, stats: CollectionStats, thresholds: Thresholds
+) -> _Ranked:
+    """Hybrid's answer from the two ranked lists (best first) and the collection's similarity
+    distribution: nothing if nothing is relevant, else the fusion of the cut lists."""
+    best_keyword = keyword[0][1] if keyword else 0.0
+    best_cosine = semantic[0][1] if semantic else -1.0
+    if stats.documents < STATS_MIN_DOCUMENTS:
+        meaning = bool(semantic) and best_cosine >= thresholds.small_collection
+    else:
+        meaning = bool(semantic) and standout(best_cosine, stats) >= thresholds.hybrid
+    if not (meaning or (keyword and best_keyword >= thresholds.keyword)):
+        return []
+    cosine_cut = stats.cosine_at(thresholds.hybrid_semantic)
+    return fuse(
+        [hit for hit in keyword if hit[1] >= thresholds.hybrid_keyword],
+        [hit for hit in semantic if hit[1] >= cosine_cut],
+    )
+
+
 def fuse(keyword: _Ranked, semantic: _Ranked) -> _Ranked:
     """Weighted reciprocal rank fusion, normalised to (0, 1] (see the module documentation)."""
     best = (W_KEYWORD + W_SEMANTIC) / (RRF_K + 1)
@@ -585,7 +737,12 @@ def fuse(keyword: _Ranked, semantic: _Ranked) -> _Ranked:
 
 
 def _fingerprint(
-    user_id: str, query: str, mode: SearchMode, filters: SearchFilters, thresholds: Thresholds
+    user_id: str,
+    query: str,
+    mode: SearchMode,
+    filters: SearchFilters,
+    thresholds: Thresholds,
+    reranker: Reranker | None = None,
 ) -> str:
     def iso(value: datetime | None) -> str | None:
         return _utc(value).isoformat() if value else None
@@ -599,7 +756,8 @@ def _fingerprint(
             iso(filters.created_from),
             iso(filters.created_to),
             filters.status,
-            [thresholds.keyword, thresholds.semantic, thresholds.hybrid],
+            thresholds.as_list(),
+            f"{reranker.provider}/{reranker.model}" if reranker else None,
         ],
         ensure_ascii=False,
     )
@@ -677,6 +835,7 @@ def search(
     limit: int = 20,
     cursor: str | None = None,
     thresholds: Thresholds | None = None,
+    reranker: Reranker | None = None,
 ) -> SearchPage:
     """One page of ``user_id``'s items matching ``query``, best first (see the module docs).
 
@@ -686,11 +845,15 @@ def search(
     """
     mode = SearchMode(mode)
     settings = get_settings()
-    thresholds = thresholds or Thresholds.from_settings(settings)
+    thresholds = thresholds or Thresholds.for_embedder(
+        f"{embedder.provider}/{embedder.model}", settings
+    )
     limit = max(1, min(int(limit), MAX_LIMIT))
     raw = query or ""
     cleaned = clean_query(raw)
-    fingerprint = _fingerprint(user_id, cleaned, mode, filters, thresholds)
+    if mode is not SearchMode.HYBRID:
+        reranker = None
+    fingerprint = _fingerprint(user_id, cleaned, mode, filters, thresholds, reranker)
     offset, key = 0, None
     if cursor:
         offset, key = decode_cursor(cursor, fingerprint)
@@ -724,32 +887,31 @@ def search(
         )
     else:
         pool = max(HYBRID_POOL, depth)
+        vector = embedder.embed_query(cleaned)
+        stats = semantic_stats(session, user_id=user_id, vector=vector, filters=filters)
         keyword = keyword_ranked(
             session,
             user_id=user_id,
             query=parse_keyword_query(session, cleaned, typing=typing),
             filters=filters,
-            threshold=thresholds.keyword,
+            threshold=min(thresholds.keyword, thresholds.hybrid_keyword),
             depth=pool,
         )
         semantic = semantic_ranked(
             session,
             user_id=user_id,
-            vector=embedder.embed_query(cleaned),
+            vector=vector,
             filters=filters,
-            threshold=min(thresholds.semantic, thresholds.hybrid),
+            # The best match is needed for the decision; the list is cut by hybrid_rank.
+            threshold=-1.0,
             depth=pool,
             exact_scan_max=settings.search_exact_scan_max,
         )
-        # Does the collection hold anything relevant? Keyword evidence, or a strong meaning match.
-        if keyword or (semantic and semantic[0][1] >= thresholds.hybrid):
-            semantic = [hit for hit in semantic if hit[1] >= thresholds.semantic]
-            ranked = fuse(keyword, semantic)
-        else:
-            ranked = []
+        ranked = hybrid_rank(keyword, semantic, stats, thresholds)
+        if reranker is not None and ranked:
+            ranked = rerank(session, reranker, user_id, cleaned, ordered(ranked)[:RERANK_DEPTH])
 
-    ranked.sort(key=lambda hit: (-hit[1], -hit[2], str(hit[0])))
-    ranked = ranked[:MAX_RESULTS]
+    ranked = ordered(ranked)[:MAX_RESULTS]
     if key is not None:
         ranked = [hit for hit in ranked if _after(hit, key)]
     page, more = ranked[:limit], len(ranked) > limit
@@ -758,6 +920,42 @@ def search(
         last = page[-1]
         next_cursor = encode_cursor(fingerprint, offset + len(page), (last[1], last[2], last[0]))
     return SearchPage(hits=_hits(session, user_id, page), next_cursor=next_cursor, mode=mode)
+
+
+def rerank(
+    session: Session, reranker: Reranker, user_id: str, query: str, candidates: _Ranked
+) -> _Ranked:
+    """The candidates reordered by the reranker over their search documents' text: score = its
+    relevance score, tie-break = the fused score. If it cannot answer, the candidates as they
+    were."""
+    rows = session.execute(
+        text(
+            "SELECT item_id, content FROM search_documents "
+            "WHERE user_id = :user_id AND item_id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"user_id": user_id, "ids": [str(item_id) for item_id, _, _ in candidates]},
+    ).all()
+    content = {row.item_id: row.content for row in rows}
+    present = [hit for hit in candidates if content.get(hit[0])]
+    if not present:
+        return candidates
+    try:
+        scores = reranker.rerank(query, [content[hit[0]] for hit in present], len(present))
+    except RerankUnavailable as exc:
+        log.warning("reranker unavailable, keeping the fused order: %s", exc)
+        return candidates
+    seen: set[int] = set()
+    reranked = []
+    for index, score in scores:
+        if index not in seen:
+            seen.add(index)
+            reranked.append((present[index][0], score, present[index][1]))
+    return reranked
+
+
+def ordered(ranked: _Ranked) -> _Ranked:
+    """Result order: score, then tie-break, both descending, then item id."""
+    return sorted(ranked, key=lambda hit: (-hit[1], -hit[2], str(hit[0])))
 
 
 def _hits(session: Session, user_id: str, page: _Ranked) -> list[SearchHit]:

@@ -1,4 +1,4 @@
-"""The provider interfaces: an image analyzer and a text embedder.
+"""The provider interfaces: an image analyzer, a text embedder and a reranker.
 
 Real providers (Anthropic, Voyage AI) and offline ones (OCR heuristics, a local MiniLM) sit
 behind the same two protocols; ``runtime.providers.factory`` picks one per process.
@@ -55,3 +55,19 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]:
         """One vector for a search query (asymmetric models embed queries differently)."""
         ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    provider: str
+    model: str
+
+    def rerank(self, query: str, documents: list[str], top_k: int) -> list[tuple[int, float]]:
+        """``(index into documents, relevance score in [0, 1])`` for the ``top_k`` most relevant
+        documents, most relevant first. Raises ``RerankUnavailable`` when it cannot answer."""
+        ...
+
+
+class RerankUnavailable(RuntimeError):
+    """The reranker could not answer (no key, network, quota, a malformed reply): search falls
+    back to its own order."""

@@ -21,11 +21,12 @@ from runtime.config import LOCAL_EMBEDDING_DIMENSION, VOYAGE_DEFAULT_DIMENSION
 if TYPE_CHECKING:
     from runtime.config import Settings
     from runtime.domain.assistant import Assistant, WebSearch
-    from runtime.providers.base import Analyzer, Embedder
+    from runtime.providers.base import Analyzer, Embedder, Reranker
 
 _lock = threading.Lock()
 _analyzers: dict[tuple[object, ...], Analyzer] = {}
 _embedders: dict[tuple[object, ...], Embedder] = {}
+_rerankers: dict[tuple[object, ...], Reranker] = {}
 
 
 def _key_available(param_name: str | None, env_var: str) -> bool:
@@ -152,11 +153,39 @@ def get_embedder(settings: Settings) -> Embedder:
     return embedder
 
 
+def reranker_kind(settings: Settings) -> str:
+    """``"voyage"`` or ``"none"``, resolving ``"auto"``. No offline reranker ships: none that
+    installs from a wheel was measured to beat the offline search (see the README's Search)."""
+    if settings.reranker != "auto":
+        return settings.reranker
+    if _key_available(settings.voyage_api_key_param, "VOYAGE_API_KEY"):
+        return "voyage"
+    return "none"
+
+
+def get_reranker(settings: Settings) -> Reranker | None:
+    if reranker_kind(settings) == "none":
+        return None
+    key: tuple[object, ...] = (
+        settings.voyage_rerank_model,
+        settings.voyage_base_url,
+        settings.voyage_api_key_param,
+    )
+    with _lock:
+        reranker = _rerankers.get(key)
+        if reranker is None:
+            from runtime.providers.voyage_reranker import VoyageReranker
+
+            reranker = _rerankers[key] = VoyageReranker(settings)
+    return reranker
+
+
 def reset() -> None:
     """Forget the cached instances (tests; the loaded models stay loaded)."""
     with _lock:
         _analyzers.clear()
         _embedders.clear()
+        _rerankers.clear()
 
 
 reset_cache = reset

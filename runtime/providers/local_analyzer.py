@@ -415,9 +415,16 @@ def classify(text: str) -> tuple[str, list[str], dict[str, float]]:
         if hits:
             scores[category] = sum(hits.values())
             sub_hits[category] = hits
+    # A screenshot naming places (a city, a country) is most likely about going there.
+    places = sum(1 for _, rx in _PLACE_RES if rx.search(text))
+    if places:
+        scores["Travel"] = scores.get("Travel", 0.0) + min(places, 2)
+        sub_hits.setdefault("Travel", Counter())
     if not scores or max(scores.values()) < 1.0:
         return UNCATEGORIZED, [], scores
-    category = max(scores, key=lambda c: scores[c])
+    # Ties go to the category listed first in the table.
+    order = {c: n for n, c in enumerate(CATEGORY_KEYWORDS)}
+    category = max(scores, key=lambda c: (scores[c], -order[c]))
     subcategories = [sub for sub, _ in sub_hits[category].most_common(3)]
     return category, subcategories, scores
 
@@ -437,7 +444,46 @@ def likely_source(text: str) -> str:
 
 def _is_ui(text: str) -> bool:
     t = text.strip().lower()
-    return t in UI_WORDS or bool(re.fullmatch(r"[\d.,]+[km]?", t))
+    return t in UI_WORDS or bool(re.fullmatch(r"[\d.,]+[km]?", t)) or _is_chrome(t)
+
+
+# An app's navigation bar read as one line: "Explore Following Shop For You", often with the
+# spaces lost ("ExploreFollowing ForYou") and an icon read as a short token ("TEM", "Q").
+CHROME_WORDS = frozenset(
+    _split(
+        "explore|following|followers|friends|shop|for|you|inbox|profile|live|search|videos|"
+        "video|short|shorts|home|discover|reels|photos|posts|tagged|nearby|stem|stories"
+    )
+)
+_LONGEST_CHROME = max(map(len, CHROME_WORDS))
+
+
+def _chrome_words(token: str) -> int | None:
+    """How many navigation words ``token`` (lowercase letters) is made of, or None if it is not
+    made of them only."""
+    best: list[int | None] = [0] + [None] * len(token)
+    for end in range(1, len(token) + 1):
+        for start in range(max(0, end - _LONGEST_CHROME), end):
+            before = best[start]
+            if before is not None and token[start:end] in CHROME_WORDS:
+                count = before + 1
+                if best[end] is None or count > (best[end] or 0):
+                    best[end] = count
+    return best[len(token)]
+
+
+def _is_chrome(text: str) -> bool:
+    """A line of interface navigation: two or more navigation words and nothing else but
+    tokens of at most three letters (icons read as text)."""
+    words = 0
+    for token in re.findall(r"[a-z]+", text.lower()):
+        count = _chrome_words(token)
+        if count is None:
+            if len(token) > 3:
+                return False
+        else:
+            words += count
+    return words >= 2
 
 
 def _letters(text: str) -> int:
@@ -461,7 +507,8 @@ def pick_headline(lines: list[TextLine], image_height: float) -> str:
     def prominence(item: tuple[int, TextLine]) -> float:
         _, line = item
         position = line.center_y / image_height if image_height else 0.5
-        return line.height * (1.0 - 0.4 * position) * min(1.0, _letters(line.text) / 6)
+        score = line.height * (1.0 - 0.4 * position) * min(1.0, _letters(line.text) / 6)
+        return score * _title_likeness(line.text)
 
     index, best = max(candidates, key=prominence)
     parts = [best.text]
@@ -474,6 +521,27 @@ def pick_headline(lines: list[TextLine], image_height: float) -> str:
         parts.append(line.text)
         previous = line
     return _trim(" ".join(parts), HEADLINE_MAX_CHARS)
+
+
+_FUNCTION_WORDS = frozenset(
+    _split(
+        "a|an|the|and|but|or|so|to|of|in|on|at|it|its|it's|is|was|were|are|be|i|i've|i'm|my|me|"
+        "you|your|we|our|they|this|that|with|for|from|as|if|just|there|here|each|what|how|its"
+    )
+)
+
+
+def _title_likeness(text: str) -> float:
+    """1.0 for a line that reads like a title; less for a caption fragment (starting in
+    lower case mid-sentence, or mostly function words: "BUT IT WAS", "to admire its")."""
+    factor = 1.0
+    first = next((ch for ch in text if ch.isalpha()), "")
+    if first.islower():
+        factor *= 0.6
+    words = re.findall(r"[\w']+", text.lower())
+    if words and sum(w in _FUNCTION_WORDS for w in words) / len(words) >= 0.5:
+        factor *= 0.6
+    return factor
 
 
 def _trim(text: str, limit: int) -> str:
@@ -549,18 +617,7 @@ class LocalAnalyzer:
         picture = _decode(image)
         ocr_engine()  # load outside the measured time (first call only)
         started = time.monotonic()
-        try:
-            lines = run_ocr(picture)
-        except Exception:  # an OCR failure must not lose the item: analyse without text
-            log.exception("local OCR failed; continuing without text")
-            lines = []
-        height = picture.size[1]
-        lines = [
-            ln
-            for ln in lines
-            if not (ln.center_y < 0.045 * height and STATUS_BAR_RE.match(ln.text))
-        ]
-        analysis = build_analysis(lines, picture)
+        analysis = build_analysis(read_lines(picture), picture)
         return AnalysisResult(
             analysis=analysis,
             provider=self.provider,
@@ -569,6 +626,24 @@ class LocalAnalyzer:
             output_tokens=0,
             latency_ms=int((time.monotonic() - started) * 1000),
         )
+
+
+def read_lines(picture: Any) -> list[TextLine]:
+    """The picture's text lines in reading order, without the phone's status bar."""
+    try:
+        lines = run_ocr(picture)
+    except Exception:  # an OCR failure must not lose the item: analyse without text
+        log.exception("local OCR failed; continuing without text")
+        lines = []
+    height = picture.size[1]
+    return [
+        ln for ln in lines if not (ln.center_y < 0.045 * height and STATUS_BAR_RE.match(ln.text))
+    ]
+
+
+def decode(data: bytes) -> Any:
+    """The analysis image as a PIL RGB picture (long edge <= ``MAX_EDGE``)."""
+    return _decode(data)
 
 
 def _decode(data: bytes) -> Any:

@@ -75,24 +75,7 @@ class VoyageEmbedder:
         return self._client
 
     def _create_client(self) -> voyageai.Client:
-        import voyageai
-
-        try:
-            api_key = get_secret(self._settings.voyage_api_key_param, "VOYAGE_API_KEY")
-        except Exception as exc:  # SSM throttled or unreachable: retry the event later
-            raise TransientError(
-                f"could not read the Voyage API key: {type(exc).__name__}"
-            ) from exc
-        if not api_key:
-            raise PermanentError(
-                "embedding_auth_failed", "no Voyage API key is configured", stage=STAGE
-            )
-        return voyageai.Client(
-            api_key=api_key,
-            max_retries=1,  # one attempt per call; retries are done here (see module docstring)
-            timeout=REQUEST_TIMEOUT_S,
-            base_url=self._settings.voyage_base_url or None,
-        )
+        return create_client(self._settings, timeout=REQUEST_TIMEOUT_S)
 
     # -- Embedder -------------------------------------------------------------------------------
 
@@ -187,6 +170,27 @@ class VoyageEmbedder:
         """Forget the client (and so the key) after an auth failure: a rotated key is re-read."""
         with self._lock:
             self._client = None
+
+
+def create_client(settings: Settings, *, timeout: float) -> voyageai.Client:
+    """A ``voyageai.Client`` making one attempt per call, with the configured key and base URL.
+    Raises ``TransientError`` if the key cannot be read now, ``PermanentError`` if none is set."""
+    import voyageai
+
+    try:
+        api_key = get_secret(settings.voyage_api_key_param, "VOYAGE_API_KEY")
+    except Exception as exc:  # SSM throttled or unreachable: retry the event later
+        raise TransientError(f"could not read the Voyage API key: {type(exc).__name__}") from exc
+    if not api_key:
+        raise PermanentError(
+            "embedding_auth_failed", "no Voyage API key is configured", stage=STAGE
+        )
+    return voyageai.Client(
+        api_key=api_key,
+        max_retries=1,  # one attempt per call; callers retry (see the module docstring)
+        timeout=timeout,
+        base_url=settings.voyage_base_url or None,
+    )
 
 
 def _seconds(value: Any, unit: float) -> float | None:

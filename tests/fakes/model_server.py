@@ -1,4 +1,4 @@
-"""A local stand-in for the Anthropic Messages API and the Voyage AI embeddings API.
+"""A local stand-in for the Anthropic Messages API and the Voyage AI embeddings and rerank APIs.
 
 The real SDKs are pointed at it with ``base_url`` (``http://127.0.0.1:PORT`` for Anthropic,
 ``http://127.0.0.1:PORT/v1`` for Voyage). It validates every request the way the real APIs would
@@ -15,7 +15,8 @@ Scripted items, served in order before the normal answer, per path:
 - an ``int`` HTTP status: an error body like the API's (Anthropic ``{"type": "error", ...}``,
   Voyage ``{"detail": ...}``); 429 and 529 carry ``retry-after`` / ``retry-after-ms`` headers;
 - ``"malformed"``: for messages, a ``tool_use`` whose input violates the schema (no category,
-  a 300-character headline); for embeddings, vectors of the wrong dimension;
+  a 300-character headline); for embeddings, vectors of the wrong dimension; for rerank, an
+  index that names no document;
 - ``"text_only"``: for messages, a text answer without the tool call (``stop_reason`` end_turn);
 - a ``dict``: for messages, the tool input to answer with (valid or not);
 - ``("sleep", seconds)``: wait, then answer normally (to provoke client timeouts).
@@ -53,6 +54,8 @@ from typing import Any
 MESSAGES_PATH = "/v1/messages"
 EMBEDDINGS_PATH = "/v1/embeddings"
 WEB_SEARCH_PATH = "/search"  # Tavily's search API (the assistant's optional web search)
+RERANK_PATH = "/v1/rerank"
+VOYAGE_RERANK_MAX_DOCUMENTS = 1000
 TOOL_NAME = "record_analysis"
 IMAGE_MEDIA_TYPES = {
     "image/jpeg": "JPEG",
@@ -180,6 +183,7 @@ class FakeModelServer:
         *,
         anthropic_model: str | None = "claude-sonnet-4-6",
         voyage_model: str | None = "voyage-3.5-lite",
+        voyage_rerank_model: str | None = "rerank-2.5",
         api_key: str | None = None,
         analysis: AnalysisSource | None = None,
         max_image_edge: int = 1568,
@@ -187,6 +191,7 @@ class FakeModelServer:
     ) -> None:
         self.anthropic_model = anthropic_model
         self.voyage_model = voyage_model
+        self.voyage_rerank_model = voyage_rerank_model
         self.api_key = api_key  # None: any non-empty key is accepted
         self.analysis: AnalysisSource = analysis if analysis is not None else DEFAULT_ANALYSIS
         # The assistant's behaviour when nothing is scripted (see ``assistant_turn``).
@@ -286,7 +291,7 @@ class FakeModelServer:
         if handler.command == "POST" and path == WEB_SEARCH_PATH:
             self._web_search(handler, record)
             return
-        if handler.command != "POST" or path not in (MESSAGES_PATH, EMBEDDINGS_PATH):
+        if handler.command != "POST" or path not in (MESSAGES_PATH, EMBEDDINGS_PATH, RERANK_PATH):
             self._problem(record, f"unexpected request {handler.command} {path}")
             handler.send_json(
                 404,
@@ -300,6 +305,8 @@ class FakeModelServer:
 
         if path == MESSAGES_PATH:
             self._messages(handler, record)
+        elif path == RERANK_PATH:
+            self._rerank(handler, record)
         else:
             self._embeddings(handler, record)
 
@@ -645,6 +652,77 @@ class FakeModelServer:
             problems.append(f"output_dimension {dimension!r} not in {VOYAGE_DIMENSIONS}")
         if body.get("output_dtype") not in (None, "float"):
             problems.append(f"output_dtype {body.get('output_dtype')!r}: only float is served")
+        return problems
+
+
+    # -- Voyage AI rerank API --------------------------------------------------------------------
+
+    def _rerank(self, handler: _Handler, record: RecordedRequest) -> None:
+        """Scores each document by the share of the query's words it contains (a stand-in for a
+        cross-encoder: deterministic, and a document sharing more words ranks higher)."""
+        for problem in self._validate_rerank(record):
+            self._problem(record, problem)
+        if record.problems:
+            status = 401 if any(p.startswith("auth:") for p in record.problems) else 400
+            record.status = status
+            handler.send_json(status, {"detail": "; ".join(record.problems)})
+            return
+        item = record.scripted
+        if isinstance(item, int):
+            record.status = item
+            handler.send_json(item, {"detail": f"scripted {item}"}, self._retry_headers(item))
+            return
+        self._sleep_if_scripted(record)
+
+        body = record.body
+        query = set(_words(body["query"]))
+        scored = []
+        for index, document in enumerate(body["documents"]):
+            words = set(_words(document))
+            scored.append((len(query & words) / max(1, len(query)), index))
+        scored.sort(key=lambda pair: (-pair[0], pair[1]))
+        top_k = body.get("top_k") or len(scored)
+        data = [
+            {"relevance_score": round(score, 6), "index": index}
+            for score, index in scored[:top_k]
+        ]
+        if item == "malformed" and data:
+            data[0]["index"] = len(body["documents"])
+        words = len(_words(body["query"])) + sum(len(_words(d)) for d in body["documents"])
+        record.status = 200
+        handler.send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"total_tokens": max(1, words)},
+            },
+        )
+
+    def _validate_rerank(self, record: RecordedRequest) -> list[str]:
+        problems = self._check_auth(record, allow_x_api_key=False)
+        body = record.body
+        if not isinstance(body, dict):
+            return [*problems, "body is not a JSON object"]
+        if not isinstance(body.get("query"), str) or not body["query"].strip():
+            problems.append("query must be a non-empty string")
+        documents = body.get("documents")
+        if not isinstance(documents, list) or not documents:
+            problems.append("documents must be a non-empty list of strings")
+        elif not all(isinstance(d, str) and d for d in documents):
+            problems.append("documents: every item must be a non-empty string")
+        elif len(documents) > VOYAGE_RERANK_MAX_DOCUMENTS:
+            problems.append(f"documents: {len(documents)} items > {VOYAGE_RERANK_MAX_DOCUMENTS}")
+        if self.voyage_rerank_model is not None and body.get("model") != self.voyage_rerank_model:
+            problems.append(f"model {body.get('model')!r}, expected {self.voyage_rerank_model!r}")
+        top_k = body.get("top_k")
+        if top_k is not None and (
+            not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1
+        ):
+            problems.append(f"top_k {top_k!r} is not a positive integer")
+        if body.get("truncation") not in (None, True, False):
+            problems.append(f"truncation {body.get('truncation')!r} is not a boolean")
         return problems
 
 

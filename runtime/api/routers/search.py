@@ -14,6 +14,7 @@ from runtime.api.urls import presigned_get
 from runtime.db.models import ItemStatus
 from runtime.db.session import session_scope
 from runtime.domain.search import MAX_LIMIT, InvalidCursor, SearchFilters, SearchMode, search
+from runtime.providers.factory import get_reranker
 
 router = APIRouter(tags=["search"])
 Ctx = Annotated[ApiContext, Depends(api_context)]
@@ -71,6 +72,7 @@ def search_items(
                 filters=filters,
                 limit=limit,
                 cursor=cursor,
+                reranker=get_reranker(ctx.settings),
             )
     except InvalidCursor:
         raise ApiError(
