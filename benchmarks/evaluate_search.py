@@ -766,13 +766,25 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"evaluation data not found at {path}", file=sys.stderr)
             return 2
+    records = agreement_with = None
+    if args.from_images:
+        from benchmarks.offline_corpus import offline_records
+
+        agreement_with = load_analyses(args.analyses)
+        records, reports = offline_records(args.from_images, agreement_with)
+        failed = [r for r in reports if r["error"]]
+        print(f"offline pipeline: {len(records)} analysed, {len(failed)} failed", file=sys.stderr)
     result = evaluate(
         args.analyses,
         args.queries,
         args.embedder,
         validation_path=args.validation,
         folds=args.folds,
+        records=records,
+        agreement_with=agreement_with,
     )
+    if args.from_images:
+        result["dataset"]["corpus"] = "offline pipeline on " + _display_path(args.from_images)
     write(result, args.out, args.name)
     return 0
 

@@ -758,14 +758,13 @@ def test_hybrid_answers_on_meaning_only_when_the_best_match_stands_out() -> None
 
 
 def test_hybrid_in_a_small_collection_uses_the_cosine_floor() -> None:
-    a, b = _ids(2)
+    a, b, c = _ids(3)
     thresholds = Thresholds(keyword=0.45, semantic=0.5, hybrid=0.75, small_collection=0.6)
     few = CollectionStats(documents=STATS_MIN_DOCUMENTS - 1, mean=0.1, std=0.2)
     assert hybrid_rank([], [(a, 0.59, 0.0)], few, thresholds) == []
-    assert [h[0] for h in hybrid_rank([], [(a, 0.61, 0.0), (b, 0.1, 0.0)], few, thresholds)] == [
-        a,
-        b,
-    ]
+    # ... and its semantic list keeps what semantic mode would show.
+    ranked = hybrid_rank([], [(a, 0.61, 0.0), (b, 0.5, 0.0), (c, 0.49, 0.0)], few, thresholds)
+    assert [h[0] for h in ranked] == [a, b]
 
 
 def test_hybrid_semantic_list_is_cut_by_z_score() -> None:

@@ -59,7 +59,8 @@ hybrid
 
     If neither holds, the page is empty. If one does, the keyword list (items scoring at least
     ``hybrid_keyword``) and the semantic list (items with a z-score of at least
-    ``hybrid_semantic``) are merged by weighted reciprocal rank fusion::
+    ``hybrid_semantic``; in a collection under ``STATS_MIN_DOCUMENTS``, a cosine similarity of
+    at least ``semantic``) are merged by weighted reciprocal rank fusion::
 
         fused = W_KEYWORD / (RRF_K + rank_keyword) + W_SEMANTIC / (RRF_K + rank_semantic)
         score = fused / ((W_KEYWORD + W_SEMANTIC) / (RRF_K + 1))            in (0, 1]
@@ -709,7 +710,10 @@ def hybrid_rank(
         meaning = bool(semantic) and standout(best_cosine, stats) >= thresholds.hybrid
     if not (meaning or (keyword and best_keyword >= thresholds.keyword)):
         return []
-    cosine_cut = stats.cosine_at(thresholds.hybrid_semantic)
+    if stats.documents < STATS_MIN_DOCUMENTS:  # no distribution: semantic mode's cosine cut
+        cosine_cut = thresholds.semantic
+    else:
+        cosine_cut = stats.cosine_at(thresholds.hybrid_semantic)
     return fuse(
         [hit for hit in keyword if hit[1] >= thresholds.hybrid_keyword],
         [hit for hit in semantic if hit[1] >= cosine_cut],
