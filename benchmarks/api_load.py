@@ -18,8 +18,9 @@ Then, for each of list, get, keyword, semantic, hybrid and 1, 8, 32 concurrent c
 runs for ``--duration`` seconds and reports p50/p95/p99 latency and requests/s. The API's own
 per-user rate limit is switched off (it is off behind API Gateway too, which throttles there).
 
-Target: search p95 <= 50 ms at 8 clients. Client, API, PostgreSQL and the workers share this
-machine's CPUs; the load generator's own time is included in the latency.
+Target: search p95 <= 100 ms at 8 clients, throughput growing with API workers. Client, API,
+PostgreSQL and the workers share this machine's CPUs; the load generator's own time is included
+in the latency.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import numpy as np
 from benchmarks._common import DATASETS, RESULTS, median, percentile, table, verdict, write_results
 from benchmarks._dev import DevProduct, start_dev
 
-TARGET_P95_MS = 50.0
+TARGET_P95_MS = 100.0  # at 8 clients
 SEARCH_MODES = ("keyword", "semantic", "hybrid")
 ENDPOINTS = ("list", "get", *SEARCH_MODES)
 PASSWORD = "Bench-passw0rd-123"

@@ -469,3 +469,64 @@ def test_real_screenshots() -> None:
         assert result.format == "JPEG"
         assert result.height > result.width > 1000  # iPhone portrait screenshots
         assert_well_formed(result)
+
+
+def _rotated_exif() -> bytes:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    return exif.tobytes()
+
+
+def _photo(mode: str) -> Image.Image:
+    image = sample_image(2400, 1600, seed=11)
+    if mode == "RGBA":
+        image.putalpha(Image.linear_gradient("L").rotate(90).resize(image.size))
+    return image
+
+
+@pytest.mark.parametrize(
+    ("format_name", "mode", "params"),
+    [
+        ("JPEG", "RGB", {"quality": 92, "exif": _rotated_exif()}),
+        ("PNG", "RGBA", {}),
+        ("WEBP", "RGB", {"quality": 90}),
+    ],
+)
+def test_libvips_path_matches_the_pillow_path(
+    monkeypatch: pytest.MonkeyPatch, format_name: str, mode: str, params: dict
+) -> None:
+    """libvips decodes and makes the largest rendition where it can; the result is the Pillow
+    path's (same sizes, orientation, alpha handling, encoders) up to resampling rounding."""
+    import runtime.domain.images as images
+
+    pyvips = pytest.importorskip("pyvips")
+    data = encode(_photo(mode), format_name, **params)
+    calls: list[int] = []
+    real = pyvips.Image.thumbnail_buffer
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pyvips.Image, "thumbnail_buffer", counting)
+    with_vips = process_image(data)
+    assert calls == [1]
+    monkeypatch.setattr(images, "_vips_module", False)  # as on a machine without libvips
+    with_pillow = process_image(data)
+    assert calls == [1]
+
+    assert (with_vips.width, with_vips.height) == (with_pillow.width, with_pillow.height)
+    for ours, reference in zip(with_vips.renditions, with_pillow.renditions, strict=True):
+        assert (ours.name, ours.content_type, ours.width, ours.height) == (
+            reference.name,
+            reference.content_type,
+            reference.width,
+            reference.height,
+        )
+        a, b = decode(ours), decode(reference)
+        assert a.mode == b.mode
+        if a.mode == "RGBA":  # colour under full transparency is meaningless: compare as shown
+            assert psnr(a.getchannel("A"), b.getchannel("A")) > 38
+            white = Image.new("RGBA", a.size, "white")
+            a, b = Image.alpha_composite(white, a), Image.alpha_composite(white, b)
+        assert psnr(a.convert("RGB"), b.convert("RGB")) > 38

