@@ -101,7 +101,29 @@ def pip_command() -> list[str]:
     raise SystemExit("pip is needed for the platform install (pip3 on PATH or in this venv)")
 
 
+def source_only() -> list[str]:
+    """The Dockerfile's ``--no-binary`` names (published as sdists only, pure Python)."""
+    return re.findall(r"--no-binary=(\S+)", DOCKERFILE.read_text())
+
+
 def install(requirements: Path, target: Path, arch: str, python_version: str) -> str:
+    pins = requirements.read_text().splitlines()
+    sources = {_normal(n) for n in source_only()}
+    from_source = [p for p in pins if _normal(re.split(r"[=\[;]", p)[0]) in sources]
+    requirements.write_text("\n".join(p for p in pins if p not in from_source) + "\n")
+    if from_source:  # pure Python: the same files on every platform
+        subprocess.run(
+            [
+                *pip_command(),
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(target),
+                *from_source,
+            ],
+            check=True,
+        )
     command = [
         *pip_command(),
         "install",

@@ -170,6 +170,25 @@ def test_exported_requirements_are_the_runtime_dependencies_only() -> None:
     assert not group_only & pins, group_only & pins
 
 
+def test_only_sdist_only_packages_are_built_from_source() -> None:
+    """The install is wheels-only except the packages PyPI publishes as sdists only: a build
+    that needs a compiler or a missing wheel fails here, not in the image build."""
+    (install,) = [a for w, a in instructions() if w == "RUN" and "pip install" in a]
+    assert "--only-binary=:all:" in install
+    from_source = {normalize(n) for n in re.findall(r"--no-binary=(\S+)", install)}
+    lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
+    exported = {
+        normalize(m.group(1))
+        for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", exported_requirements(), re.M)
+    }
+    without_wheels = {
+        normalize(p["name"])
+        for p in lock["package"]
+        if normalize(p["name"]) in exported and not p.get("wheels")
+    }
+    assert without_wheels == from_source, (without_wheels, from_source)
+
+
 SMOKE = """
 import importlib, io, os, sys
 from PIL import Image
