@@ -66,7 +66,8 @@ MB = 1_000_000
 
 def dropped_packages() -> list[str]:
     """The Dockerfile's ``--no-emit-package`` names."""
-    return re.findall(r"--no-emit-package\s+(\S+)", DOCKERFILE.read_text())
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.startswith("#")]
+    return re.findall(r"--no-emit-package\s+(\S+)", "\n".join(lines))
 
 
 def export_requirements(path: Path) -> list[str]:
@@ -103,7 +104,8 @@ def pip_command() -> list[str]:
 
 def source_only() -> list[str]:
     """The Dockerfile's ``--no-binary`` names (published as sdists only, pure Python)."""
-    return re.findall(r"--no-binary=(\S+)", DOCKERFILE.read_text())
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.startswith("#")]
+    return re.findall(r"--no-binary=(\S+)", "\n".join(lines))
 
 
 def install(requirements: Path, target: Path, arch: str, python_version: str) -> str:
@@ -347,7 +349,7 @@ def main() -> None:
         "HTTPS POST; the API and embed functions carry it as long as the official SDK is kept. "
         "The thumbnail function carries two image stacks (libvips for speed, Pillow + libheif "
         "for HEIC and the encoders). Tried: trimming voyageai's unused dependencies (above; "
-        "-60 MB); per-function sets (the rows above, measured, not built: the Pulumi program "
+        "about 55 MB); per-function sets (the rows above, measured, not built: the Pulumi program "
         "builds the one image). Not tried: relying on the Lambda base image's boto3/botocore "
         "(about -25 MB, at the cost of an SDK version the lock file does not pin), stripping "
         "botocore's data for unused services.\n\n"

@@ -232,7 +232,7 @@ def test_the_images_trimmed_dependency_set_runs_every_handler_and_sdk(tmp_path: 
             str(requirements),
         ],
     ):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=OFFLINE)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=OFFLINE)
         assert done.returncode == 0, done.stderr
     with FakeModelServer() as server:
         server.script(EMBEDDINGS_PATH, [429])
@@ -241,7 +241,7 @@ def test_the_images_trimmed_dependency_set_runs_every_handler_and_sdk(tmp_path: 
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=900,
             env={
                 **OFFLINE,
                 "PYTHONPATH": str(REPO_ROOT),
