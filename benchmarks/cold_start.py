@@ -68,14 +68,15 @@ API_FLOOR = (
 
 
 LIMITS = """
-**What limits it.** Importing SQLAlchemy (ORM, SQL compiler, events: the largest self import
-time above) costs about 0.6 s on its own here, more than the API's whole budget, and every
-function imports it at module load (through `runtime.db`). FastAPI + pydantic add about 0.3 s
-to the API, botocore and urllib3 about 0.2-0.3 s to the pipeline functions. To meet the targets:
-import the ORM lazily (the API's `/version` and token checks need none of it), or use Lambda
-SnapStart for Python (3.12+), which restores an initialised snapshot instead of re-importing;
-provisioned concurrency hides it for the API. Measured with Python 3.11 on x86_64 sharing 2
-CPUs; Lambda runs 3.12 on Graviton.
+**What limits it.** The pipeline handlers import the ORM, the idempotency machinery, the model
+SDKs and the image libraries on first use, not at load: "ready + first use" (what a cold start
+cost when all of it was imported at load, measured in the same run) is the saving. What is left
+at "ready" is pydantic, Powertools (logger, metrics, the event parser), the event models, the
+settings and boto3 (the clients are created at init, so that connections are reused). The API
+builds its FastAPI app at init, and its routes import SQLAlchemy through the domain modules;
+its framework floor alone (no routes) is measured above. Lambda SnapStart does not apply to
+container images. Measured on a 2-CPU machine shared with other work while it ran, so the
+absolute figures are inflated (see the empty interpreter's wall time): compare the columns.
 """
 
 

@@ -59,6 +59,7 @@ FUNCTION_ROOTS = {
     "embed": ("voyageai",),
     "cleanup": (),
     "migrate": ("alembic",),
+    "assistant": ("anthropic", "voyageai"),  # Claude's tool loop; searches embed the question
 }
 PREDECESSOR_MB = {"API image": 300.0, "embedder image": 250.0}
 MB = 1_000_000

@@ -6,7 +6,7 @@ and the combined benchmarks/results/summary.md (the README's performance table).
     uv run python -m benchmarks.run_all --only thumbnails,cold_start
     uv run python -m benchmarks.run_all --summary-only   # just rebuild summary.md
 
-For the libvips comparison, the dev dependencies ``pyvips`` and ``pyvips-binary`` must be
+For the libvips comparison, the runtime dependencies ``pyvips`` and ``pyvips-binary`` must be
 installed (the thumbnail benchmark says so and skips that column otherwise).
 """
 

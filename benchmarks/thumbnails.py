@@ -52,7 +52,7 @@ except Exception as exc:  # ImportError, or OSError when the shared library is m
     pyvips = None
     VIPS_ERROR = (
         f"libvips comparison skipped: pyvips not importable ({exc.__class__.__name__}: {exc}); "
-        "install the dev dependencies `pyvips` and `pyvips-binary`"
+        "install the runtime dependencies `pyvips` and `pyvips-binary`"
     )
 
 
