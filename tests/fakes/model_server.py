@@ -591,23 +591,34 @@ class FakeModelServer:
             problems.append(f"image block: long edge {max(size)} px > {self.max_image_edge}")
         return problems
 
-    # -- Voyage AI embeddings API ----------------------------------------------------------------
+    # -- Voyage AI ------------------------------------------------------------------------------
 
-    def _embeddings(self, handler: _Handler, record: RecordedRequest) -> None:
-        for problem in self._validate_embeddings(record):
+    def _voyage_refused(
+        self, handler: _Handler, record: RecordedRequest, problems: list[str]
+    ) -> bool:
+        """Answer an invalid or scripted-error request as Voyage would; True if answered (else
+        any scripted sleep has been served and the caller answers normally)."""
+        for problem in problems:
             self._problem(record, problem)
         if record.problems:
             status = 401 if any(p.startswith("auth:") for p in record.problems) else 400
             record.status = status
             handler.send_json(status, {"detail": "; ".join(record.problems)})
-            return
-
+            return True
         item = record.scripted
         if isinstance(item, int):
             record.status = item
             handler.send_json(item, {"detail": f"scripted {item}"}, self._retry_headers(item))
-            return
+            return True
         self._sleep_if_scripted(record)
+        return False
+
+    # -- Voyage AI embeddings API ----------------------------------------------------------------
+
+    def _embeddings(self, handler: _Handler, record: RecordedRequest) -> None:
+        if self._voyage_refused(handler, record, self._validate_embeddings(record)):
+            return
+        item = record.scripted
 
         body = record.body
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
@@ -654,25 +665,14 @@ class FakeModelServer:
             problems.append(f"output_dtype {body.get('output_dtype')!r}: only float is served")
         return problems
 
-
     # -- Voyage AI rerank API --------------------------------------------------------------------
 
     def _rerank(self, handler: _Handler, record: RecordedRequest) -> None:
         """Scores each document by the share of the query's words it contains (a stand-in for a
         cross-encoder: deterministic, and a document sharing more words ranks higher)."""
-        for problem in self._validate_rerank(record):
-            self._problem(record, problem)
-        if record.problems:
-            status = 401 if any(p.startswith("auth:") for p in record.problems) else 400
-            record.status = status
-            handler.send_json(status, {"detail": "; ".join(record.problems)})
+        if self._voyage_refused(handler, record, self._validate_rerank(record)):
             return
         item = record.scripted
-        if isinstance(item, int):
-            record.status = item
-            handler.send_json(item, {"detail": f"scripted {item}"}, self._retry_headers(item))
-            return
-        self._sleep_if_scripted(record)
 
         body = record.body
         query = set(_words(body["query"]))
@@ -683,8 +683,7 @@ class FakeModelServer:
         scored.sort(key=lambda pair: (-pair[0], pair[1]))
         top_k = body.get("top_k") or len(scored)
         data = [
-            {"relevance_score": round(score, 6), "index": index}
-            for score, index in scored[:top_k]
+            {"relevance_score": round(score, 6), "index": index} for score, index in scored[:top_k]
         ]
         if item == "malformed" and data:
             data[0]["index"] = len(body["documents"])
