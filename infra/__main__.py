@@ -149,6 +149,8 @@ api = Api(
     log_retention_days=fcfg.log_retention_days,
     opts=component_options("api"),
 )
+# The web app is served by the API at its own origin; the browser uploads straight to the bucket.
+storage.allow_browsers(api.url)
 monitoring = Monitoring(
     "monitoring",
     cfg.monitoring,
@@ -170,6 +172,7 @@ monitoring = Monitoring(
 # Stack outputs: identifiers and URLs only, never a secret.
 pulumi.export("region", cfg.region)
 pulumi.export("apiUrl", api.url)
+pulumi.export("webAppUrl", api.url.apply(lambda url: f"{url}/"))
 pulumi.export("userPoolId", auth.user_pool_id)
 pulumi.export("appClientId", auth.client_id)
 pulumi.export("bucketName", storage.bucket_name)

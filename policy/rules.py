@@ -59,6 +59,11 @@ DEFAULT_PUBLIC_ROUTES = (
     "GET /openapi.json",
     "GET /docs",
     "GET /docs/static/{proxy+}",
+    "GET /",
+    "GET /assets/{proxy+}",
+    "POST /auth/login",
+    "POST /auth/refresh",
+    "POST /auth/logout",
 )
 AUTHORIZED_TYPES = ("JWT", "CUSTOM", "AWS_IAM")
 PUBLIC_ACCESS_SWITCHES = (

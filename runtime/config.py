@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # ``exp`` limits a token's life (Cognito's are at most a day).
     api_max_token_age_seconds: int | None = Field(default=None, ge=60)
 
+    # The web app: a sign-in hint and a username to suggest (local mode: the demo user).
+    web_sign_in_hint: str | None = None
+    web_demo_username: str | None = None
+
     # HTTP API
     cors_origins: tuple[str, ...] = ()
     # Addresses/networks of reverse proxies whose X-Forwarded-For is believed (for the access

@@ -80,6 +80,13 @@ class Http:
         "GET /openapi.json",
         "GET /docs",
         "GET /docs/static/{proxy+}",  # the docs page's script and styles
+        # The web app: its page and fingerprinted assets, and the sign-in routes that give a
+        # browser its token (they check the origin themselves; see runtime/api/routers/session)
+        "GET /",
+        "GET /assets/{proxy+}",
+        "POST /auth/login",
+        "POST /auth/refresh",
+        "POST /auth/logout",
     )
 
 

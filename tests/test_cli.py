@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +106,79 @@ def test_image_files_walks_folders_and_reports_other_files(tmp_path: Path) -> No
     images, skipped = image_files([tmp_path / "a", tmp_path / "three.png", tmp_path / "readme.md"])
     assert [p.name for p in images] == ["one.JPG", "two.heic", "three.png"]
     assert [p.name for p in skipped] == ["readme.md"]  # named explicitly, so reported
+
+
+def _cli(*args: str, data: Path, config: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLLECTIONS_LOCAL_DIR": str(data), "COLLECTIONS_CONFIG_DIR": str(config)}
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_stopped_local_product_says_how_to_start_it(tmp_path: Path) -> None:
+    """What `collections dev` left behind (profile, demo user) with nothing listening."""
+    from runtime.cli.profiles import Tokens, save_tokens
+    from runtime.local.postgres import free_port
+
+    data, config = tmp_path / "data", tmp_path / "config"
+    data.mkdir()
+    closed = f"http://127.0.0.1:{free_port()}"
+    profile = {
+        "api_url": closed,
+        "region": "us-east-1",
+        "cognito_endpoint": closed,
+        "user_pool_id": "us-east-1_x",
+        "app_client_id": "y",
+    }
+    (data / "dev.json").write_text(json.dumps(profile))
+    demo = {"username": "demo@collections.local", "password": "Demo-pass-1a"}
+    (data / "demo-user.json").write_text(json.dumps(demo))
+
+    login = _cli("login", data=data, config=config)
+    assert login.returncode == 5, login.stderr
+    assert "not running" in login.stderr and "bash scripts/dev.sh" in login.stderr
+    assert "Errno" not in login.stderr
+
+    os.environ["COLLECTIONS_CONFIG_DIR"] = str(config)
+    try:
+        save_tokens("local", Tokens("token", None, time.time() + 3600, demo["username"]))
+    finally:
+        del os.environ["COLLECTIONS_CONFIG_DIR"]
+    listing = _cli("ls", data=data, config=config)
+    assert listing.returncode == 5, listing.stderr
+    assert f"Collections is not running at {closed}" in listing.stderr
+    assert "bash scripts/dev.sh" in listing.stderr and "Errno" not in listing.stderr
+
+
+def test_validation_errors_print_their_details() -> None:
+    import httpx
+
+    from runtime.cli.api import _error_message
+
+    response = httpx.Response(
+        422,
+        json={
+            "error": {
+                "code": "validation_error",
+                "message": "The request does not match the API schema; see details.",
+                "details": [
+                    {
+                        "location": ["query", "q"],
+                        "message": "String should have at most 1000 characters",
+                    },
+                    {
+                        "location": ["body", "size"],
+                        "message": "Input should be greater than or equal to 1",
+                    },
+                ],
+            }
+        },
+    )
+    message = _error_message(response)
+    assert "(422 validation_error)" in message
+    assert "query.q: String should have at most 1000 characters" in message
+    assert "\n  size: Input should be greater than or equal to 1" in message

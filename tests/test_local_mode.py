@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,34 @@ def test_upload_ready_search_delete_and_isolation(product: LocalProduct, tmp_pat
     answer = _json(product.cli("ask", headline, "--json", config=demo))
     assert answer["status"] == "done" and answer["usage"]["provider"] == "offline"
     assert uploads[0]["item_id"] in [c["item_id"] for c in answer["citations"]]
+    assert found["results"][0]["file_name"] == Path(uploads[0]["file"]).name
+    listed = product.cli("search", headline, config=demo)
+    assert Path(uploads[0]["file"]).name in listed.stdout.splitlines()[0]
+
+    # ls pages: a page, the hint to go on, the rest with its cursor, or everything at once
+    first_page = product.cli("ls", "--limit", "3", config=demo)
+    lines = first_page.stdout.splitlines()
+    assert len(lines) == 3 and "--cursor" in first_page.stderr
+    names = {Path(u["file"]).name for u in uploads}
+    assert any(name in lines[0] for name in names) and re.search(
+        r"\b20\d\d-\d\d-\d\d \d\d:\d\d\b", lines[0]
+    )
+    cursor = first_page.stderr.split("--cursor ")[1].split("`")[0]
+    rest = _json(product.cli("ls", "--limit", "3", "--cursor", cursor, "--json", config=demo))
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    every = _json(product.cli("ls", "--limit", "3", "--all", "--json", config=demo))
+    assert {i["id"] for i in every["items"]} == {u["item_id"] for u in uploads}
+
+    # reanalyze: a second analysis version, ready again
+    again = _json(product.cli("reanalyze", uploads[1]["item_id"], "--wait", "--json", config=demo))
+    assert again == [{"item_id": uploads[1]["item_id"], "status": "ready", "failure": None}]
+    second = _json(product.cli("show", uploads[1]["item_id"], "--json", config=demo))
+    assert second["analysis"]["version"] == 2
+
+    # a request the API refuses as invalid says why
+    too_long = product.cli("search", "x" * 1001, config=demo)
+    assert too_long.returncode == 2
+    assert "query.q: String should have at most 1000 characters" in too_long.stderr
 
     # a second user sees none of it
     profile = product.profile()

@@ -9,6 +9,7 @@ incomplete multipart uploads and expires noncurrent versions.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -46,8 +47,9 @@ def tls_only_policy(bucket_arn: str) -> str:
     )
 
 
-def cors_rules(origins: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Browser uploads (presigned POST/PUT) and downloads from the configured origins only."""
+def cors_rules(origins: Sequence[str]) -> list[dict[str, Any]]:
+    """Browser uploads (presigned POST/PUT) and downloads from these origins only: the web app's
+    own, and any configured ones (never a wildcard)."""
     if not origins:
         return []
     return [
@@ -157,11 +159,7 @@ class Storage(pulumi.ComponentResource):
             eventbridge=True,
             opts=child,
         )
-        rules = cors_rules(cfg.cors_allowed_origins)
-        if rules:
-            aws.s3.BucketCorsConfiguration(
-                f"{name}-cors", bucket=bucket_id, cors_rules=rules, opts=child
-            )
+        self._name, self._cfg = name, cfg
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket_id,
@@ -207,4 +205,18 @@ class Storage(pulumi.ComponentResource):
                 "idempotencyTableName": self.idempotency_table.name,
                 "conversationsTableName": self.conversations_table.name,
             }
+        )
+
+    def allow_browsers(self, app_origin: pulumi.Input[str]) -> aws.s3.BucketCorsConfiguration:
+        """CORS for the web app's origin (known once the API exists) plus the configured ones:
+        the browser posts uploads straight to the bucket with the presigned POST."""
+        configured = list(self._cfg.cors_allowed_origins)
+        rules = pulumi.Output.from_input(app_origin).apply(
+            lambda origin: cors_rules([origin, *(o for o in configured if o != origin)])
+        )
+        return aws.s3.BucketCorsConfiguration(
+            f"{self._name}-cors",
+            bucket=self.bucket.id,
+            cors_rules=rules,
+            opts=pulumi.ResourceOptions(parent=self),
         )

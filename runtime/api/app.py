@@ -13,7 +13,7 @@ from runtime.api.context import ApiContext
 from runtime.api.errors import install_error_handlers
 from runtime.api.limits import RateLimiter
 from runtime.api.middleware import REQUEST_ID_HEADER, RequestEnvelope
-from runtime.api.routers import conversations, items, ops, search
+from runtime.api.routers import conversations, items, ops, search, session, web
 from runtime.api.security import CSP_HEADER, page_csp, script_hash
 from runtime.config import Settings, get_settings
 
@@ -26,8 +26,9 @@ DESCRIPTION = """\
 Save what you see: upload screenshots and photos, let the service describe them, and find them
 again by keyword or by meaning. Every user sees only their own items.
 
-**Sign-in.** Every route except `/health`, `/version`, `/openapi.json` and `/docs` needs a
-Cognito ID or access token of the service's user pool: `Authorization: Bearer <token>`.
+**Sign-in.** Every route except `/health`, `/version`, `/openapi.json`, `/docs`, the web app
+(`/`, `/assets/…`) and its session routes (`/auth/…`) needs a Cognito ID or access token of the
+service's user pool: `Authorization: Bearer <token>`.
 
 **Uploads.** `POST /items` creates an item and returns a presigned POST: send the file to
 `upload.url` with `upload.fields` (S3 accepts only that key, that Content-Type and a size up to
@@ -48,6 +49,7 @@ TAGS = [
         "cites them (asynchronous: ask, then poll the message)",
     },
     {"name": "operations", "description": "Health and version (public)"},
+    {"name": "session", "description": "The web app's sign-in (public; same-origin only)"},
 ]
 
 
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, *, behind_gateway: bool = False
     app.include_router(search.router)
     app.include_router(conversations.router)
     app.include_router(ops.router)
+    app.include_router(session.router)
+    app.include_router(web.router)
 
     direct_limit = min(settings.max_upload_bytes, settings.api_direct_upload_max_bytes)
     app.add_middleware(

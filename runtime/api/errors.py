@@ -51,6 +51,7 @@ MESSAGES_BY_STATUS = {
 RESPONSE_DESCRIPTIONS = {
     400: "Bad request (e.g. a cursor that this listing did not issue)",
     401: "Missing, malformed, expired or otherwise invalid token",
+    403: "Refused: a session request without the same-origin header, or from another site",
     404: "No such item for this user",
     409: "The item is not in a state that allows this",
     413: "Request body or declared upload size too large",

@@ -143,6 +143,9 @@ class AnalysisVersion(BaseModel):
 
 class ItemUrls(BaseModel):
     original: str | None = Field(description="Presigned GET URL of the original, once uploaded")
+    download: str | None = Field(
+        description="The original again, served as an attachment under its file name"
+    )
     thumbnails: dict[str, str] = Field(description="Rendition name (`thumb_256`, …) to URL")
     expires_at: datetime
 
@@ -171,6 +174,7 @@ class SearchResult(BaseModel):
     category: str | None
     summary: str | None
     status: ItemStatus
+    file_name: str | None = Field(description="The uploaded file's name")
     created_at: datetime
     thumbnail_url: str | None = Field(description="Short-lived presigned GET URL")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 UPLOAD_EXPIRES_SECONDS = 15 * 60
 DOWNLOAD_EXPIRES_SECONDS = 5 * 60
@@ -31,12 +32,21 @@ def presigned_upload(
     }
 
 
-def presigned_get(s3: Any, *, bucket: str, key: str) -> str:
+def presigned_get(s3: Any, *, bucket: str, key: str, attachment: str | None = None) -> str:
+    """A short-lived GET; with ``attachment`` S3 answers with ``Content-Disposition:
+    attachment`` under that file name, so a browser saves it instead of showing it."""
+    params = {"Bucket": bucket, "Key": key}
+    if attachment is not None:
+        params["ResponseContentDisposition"] = content_disposition(attachment)
     return s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": bucket, "Key": key},
-        ExpiresIn=DOWNLOAD_EXPIRES_SECONDS,
+        "get_object", Params=params, ExpiresIn=DOWNLOAD_EXPIRES_SECONDS
     )
+
+
+def content_disposition(file_name: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact name in RFC 5987 form."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in file_name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
 
 
 def download_expiry() -> datetime:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from runtime.cli.auth import current_token
-from runtime.cli.profiles import Profile
+from runtime.cli.profiles import Profile, unreachable
 
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
@@ -28,8 +28,8 @@ class Api:
         headers = {"Authorization": f"Bearer {current_token(self.profile)}"}
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.HTTPError as error:
-            raise ApiError(0, f"cannot reach {self.profile.api_url}: {error}") from None
+        except httpx.TransportError as error:
+            raise ApiError(0, unreachable(self.profile, _reason(error))) from None
         if response.status_code >= 400:
             raise ApiError(response.status_code, _error_message(response))
         return response.json() if response.content else None
@@ -68,6 +68,9 @@ class Api:
     def item(self, item_id: str) -> dict[str, Any]:
         return self._request("GET", f"/items/{item_id}")
 
+    def reanalyze(self, item_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/items/{item_id}/reanalyze")
+
     def delete(self, item_id: str) -> None:
         self._request("DELETE", f"/items/{item_id}")
 
@@ -100,9 +103,21 @@ def _present(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def _reason(error: httpx.TransportError) -> str:
+    if isinstance(error, httpx.ConnectError):
+        return "connection refused" if "refused" in str(error).lower() else "cannot connect"
+    if isinstance(error, httpx.TimeoutException):
+        return "no answer in time"
+    return type(error).__name__
+
+
 def _error_message(response: httpx.Response) -> str:
     try:
         error = response.json()["error"]
-        return f"{error['message']} ({response.status_code} {error['code']})"
+        message = f"{error['message']} ({response.status_code} {error['code']})"
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}"
+    for detail in error.get("details") or []:
+        where = ".".join(str(part) for part in detail.get("location", []) if part != "body")
+        message += f"\n  {where or 'request'}: {detail.get('message', '')}"
+    return message

@@ -5,7 +5,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from runtime.cli.profiles import Profile, Tokens, load_tokens, save_tokens
+from runtime.adapters.signin import (
+    SignedIn,
+    SignInRefused,
+    SignInUnavailable,
+    identity_client,
+    password_sign_in,
+    refresh,
+)
+from runtime.cli.profiles import (
+    LOCAL,
+    Profile,
+    Tokens,
+    Unreachable,
+    load_tokens,
+    save_tokens,
+    unreachable,
+)
 
 
 class AuthError(Exception):
@@ -13,44 +29,36 @@ class AuthError(Exception):
 
 
 def _idp(profile: Profile) -> Any:
-    import boto3
-    from botocore import UNSIGNED
-    from botocore.config import Config
-
-    return boto3.client(
-        "cognito-idp",
-        region_name=profile.region,
-        endpoint_url=profile.cognito_endpoint,
-        config=Config(signature_version=UNSIGNED),  # sign-in needs no AWS credentials
-    )
+    return identity_client(profile.region, profile.cognito_endpoint)
 
 
-def _tokens(result: dict[str, Any], username: str, refresh_token: str | None) -> Tokens:
-    auth = result["AuthenticationResult"]
+def _unavailable(profile: Profile, error: SignInUnavailable) -> Exception:
+    if error.throttled:
+        return AuthError(error.message)
+    if profile.name == LOCAL:
+        return Unreachable(unreachable(profile, "sign-in does not answer"))
+    return Unreachable(error.message)
+
+
+def _tokens(signed_in: SignedIn, username: str, refresh_token: str | None) -> Tokens:
     return Tokens(
-        id_token=auth["IdToken"],
-        refresh_token=auth.get("RefreshToken", refresh_token),
-        expires_at=time.time() + int(auth.get("ExpiresIn", 3600)),
+        id_token=signed_in.id_token,
+        refresh_token=signed_in.refresh_token or refresh_token,
+        expires_at=time.time() + signed_in.expires_in,
         username=username,
     )
 
 
 def login(profile: Profile, username: str, password: str) -> Tokens:
-    idp = _idp(profile)
     try:
-        result = idp.initiate_auth(
-            ClientId=profile.app_client_id,
-            AuthFlow="USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": username, "PASSWORD": password},
-        )
-    except (idp.exceptions.NotAuthorizedException, idp.exceptions.UserNotFoundException):
-        raise AuthError("wrong user name or password") from None
-    if "AuthenticationResult" not in result:
-        raise AuthError(
-            f"sign-in needs a further step ({result.get('ChallengeName')}); "
-            "finish it in the web sign-in first"
-        )
-    tokens = _tokens(result, username, None)
+        signed_in = password_sign_in(_idp(profile), profile.app_client_id, username, password)
+    except SignInRefused as error:
+        if error.code == "wrong_credentials":
+            raise AuthError("wrong user name or password") from None
+        raise AuthError(error.message) from None
+    except SignInUnavailable as error:
+        raise _unavailable(profile, error) from None
+    tokens = _tokens(signed_in, username, None)
     save_tokens(profile.name, tokens)
     return tokens
 
@@ -64,15 +72,12 @@ def current_token(profile: Profile) -> str:
         return tokens.id_token
     if not tokens.refresh_token:
         raise AuthError("the session expired: run `collections login` again")
-    idp = _idp(profile)
     try:
-        result = idp.initiate_auth(
-            ClientId=profile.app_client_id,
-            AuthFlow="REFRESH_TOKEN_AUTH",
-            AuthParameters={"REFRESH_TOKEN": tokens.refresh_token},
-        )
-    except idp.exceptions.NotAuthorizedException:
+        signed_in = refresh(_idp(profile), profile.app_client_id, tokens.refresh_token)
+    except SignInRefused:
         raise AuthError("the session expired: run `collections login` again") from None
-    refreshed = _tokens(result, tokens.username, tokens.refresh_token)
+    except SignInUnavailable as error:
+        raise _unavailable(profile, error) from None
+    refreshed = _tokens(signed_in, tokens.username, tokens.refresh_token)
     save_tokens(profile.name, refreshed)
     return refreshed.id_token

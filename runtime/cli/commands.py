@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         "rm": _rm,
         "open": _open,
         "ask": _ask,
+        "reanalyze": _reanalyze,
     }[args.command]
     return handler(api, args)
 
@@ -194,16 +196,33 @@ def _wait(api: Api, uploads: list[Upload], timeout_s: float, *, quiet: bool) -> 
 
 
 def _ls(api: Api, args: argparse.Namespace) -> int:
-    page = api.items(limit=min(args.limit, PAGE_SIZE), status=args.status, category=args.category)
+    limit = max(1, min(args.limit, PAGE_SIZE))
+    filters = {"status": args.status, "category": args.category}
+    page = api.items(limit=limit, cursor=args.cursor, **filters)
+    items = list(page["items"])
+    while args.all and page.get("next_cursor"):
+        page = api.items(limit=limit, cursor=page["next_cursor"], **filters)
+        items.extend(page["items"])
+    next_cursor = page.get("next_cursor")
     if args.json:
-        print(json.dumps(page, indent=2))
+        print(json.dumps({"items": items, "next_cursor": next_cursor}, indent=2))
         return 0
-    for item in page["items"]:
+    if not items:
+        print("no items" + (" match these filters" if args.status or args.category else ""))
+    for item in items:
         print(
-            f"{item['id']}  {item['status']:<9}  {item.get('category') or '-':<16}  "
-            f"{item.get('headline') or item.get('file_name') or ''}"
+            f"{item['id']}  {when(item['created_at'])}  {item['status']:<9}  "
+            f"{item.get('category') or '-':<16}  {item.get('file_name') or '-'}"
+            + (f"  {item['headline']}" if item.get("headline") else "")
         )
+    if next_cursor:
+        print(f"more items: `collections ls --cursor {next_cursor}` (or `--all`)", file=sys.stderr)
     return 0
+
+
+def when(timestamp: str) -> str:
+    """An API timestamp as local date and time, to the minute."""
+    return datetime.fromisoformat(timestamp).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def _show(api: Api, args: argparse.Namespace) -> int:
@@ -253,13 +272,45 @@ def _search(api: Api, args: argparse.Namespace) -> int:
         print(json.dumps(response, indent=2))
         return 0
     if not response["results"]:
-        print("nothing relevant found")
+        print("nothing relevant in your collection")
     for hit in response["results"]:
         print(
-            f"{hit['score']:.3f}  {hit['item_id']}  {hit.get('category') or '-':<14}  "
-            f"{hit.get('headline') or ''}"
+            f"{hit['score']:.3f}  {hit['item_id']}  {when(hit['created_at'])}  "
+            f"{hit.get('category') or '-':<14}  {hit.get('file_name') or '-'}"
+            + (f"  {hit['headline']}" if hit.get("headline") else "")
         )
     return 0
+
+
+def _reanalyze(api: Api, args: argparse.Namespace) -> int:
+    requests = [Upload(Path(item_id), item_id=item_id) for item_id in args.ids]
+    for request in requests:
+        try:
+            api.reanalyze(request.item_id or "")
+            request.status = "reanalyzing"
+        except ApiError as error:
+            if error.status not in (404, 409):
+                raise
+            request.status, request.failure = "failed", str(error)
+    if args.wait:
+        _wait(
+            api, [r for r in requests if r.status == "reanalyzing"], args.timeout, quiet=args.json
+        )
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"item_id": r.item_id, "status": r.status, "failure": r.failure}
+                    for r in requests
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for request in requests:
+            detail = f": {request.failure}" if request.failure else ""
+            print(f"{request.item_id}  {request.status}{detail}")
+    return 1 if any(r.status == "failed" for r in requests) else 0
 
 
 def _rm(api: Api, args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from runtime.cli import commands
 from runtime.cli.api import ApiError
 from runtime.cli.auth import AuthError
-from runtime.cli.profiles import LOCAL, ProfileError
+from runtime.cli.profiles import LOCAL, ProfileError, Unreachable
 from runtime.local.dev import DEFAULT_DATA_DIR
 
 EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_SERVICE = 1, 2, 3, 4, 5
@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list your items, newest first")
     ls.add_argument("--status")
     ls.add_argument("--category")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=int, default=50, help="items per page (at most 100)")
+    pages = ls.add_mutually_exclusive_group()
+    pages.add_argument("--all", action="store_true", help="every item: follow all the pages")
+    pages.add_argument("--cursor", help="continue where a previous `ls` stopped")
 
     show = sub.add_parser("show", help="one item with its analysis")
     show.add_argument("id")
@@ -90,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--conversation", help="continue this conversation (id)")
     ask.add_argument("--timeout", type=float, default=300, help="seconds to wait for the answer")
+    reanalyze = sub.add_parser("reanalyze", help="analyze items again (a new analysis version)")
+    reanalyze.add_argument("ids", nargs="+")
+    reanalyze.add_argument("--wait", action="store_true", help="wait until each is ready again")
+    reanalyze.add_argument("--timeout", type=float, default=600, help="seconds to wait")
 
     rm = sub.add_parser("rm", help="delete items")
     rm.add_argument("ids", nargs="+")
@@ -133,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error), EXIT_USAGE)
     except AuthError as error:
         return _fail(str(error), EXIT_AUTH)
+    except Unreachable as error:
+        return _fail(str(error), EXIT_SERVICE)
     except ApiError as error:
         code = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND}.get(error.status, EXIT_SERVICE)
         if 400 <= error.status < 500 and code == EXIT_SERVICE:

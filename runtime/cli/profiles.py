@@ -18,6 +18,10 @@ class ProfileError(Exception):
     pass
 
 
+class Unreachable(Exception):
+    """The service (or its sign-in) does not answer."""
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -75,6 +79,19 @@ def load_profile(name: str, data_dir: Path = DEFAULT_DATA_DIR) -> Profile:
     raise ProfileError(
         f"no profile {name!r}: create it with `collections profile set {name} …` or "
         f"`collections profile from-stack {name}`"
+    )
+
+
+def unreachable(profile: Profile, error: object) -> str:
+    """What to say when the service does not answer: for local mode, how to start it."""
+    if profile.name == LOCAL:
+        return (
+            f"Collections is not running at {profile.api_url} ({error}): start it with "
+            "`bash scripts/dev.sh` (or `collections dev`) and try again"
+        )
+    return (
+        f"cannot reach {profile.api_url} ({error}): check your connection and the profile's "
+        f"API URL (`collections profile set {profile.name} …`)"
     )
 
 

@@ -259,6 +259,7 @@ class SearchHit:
     thumbnail_key: str | None
     created_at: datetime
     status: str
+    file_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -818,7 +819,8 @@ def _after(hit: tuple[uuid.UUID, float, float], key: tuple[float, float, uuid.UU
 _DISPLAY = text(
     """
     SELECT i.id, i.created_at, i.status, i.derived_keys ->> 'thumb_256' AS thumbnail_key,
-           d.category, a.result ->> 'headline' AS headline, a.result ->> 'summary' AS summary
+           i.file_name, d.category, a.result ->> 'headline' AS headline,
+           a.result ->> 'summary' AS summary
     FROM items i
     JOIN search_documents d ON d.item_id = i.id AND d.user_id = :user_id
     LEFT JOIN analyses a
@@ -986,6 +988,7 @@ def _hits(session: Session, user_id: str, page: _Ranked) -> list[SearchHit]:
                 thumbnail_key=row.thumbnail_key,
                 created_at=row.created_at,
                 status=row.status,
+                file_name=row.file_name,
             )
         )
     return hits

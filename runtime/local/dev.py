@@ -105,6 +105,11 @@ class DevStack:
                 f"{self.emulator.endpoint}/{pool.user_pool_id}/.well-known/jwks.json"
             ),
             "COLLECTIONS_LOCAL_CLOUD": json.dumps(asdict(cloud)),
+            "COLLECTIONS_WEB_DEMO_USERNAME": demo.username,
+            "COLLECTIONS_WEB_SIGN_IN_HINT": (
+                f"Local mode: sign in as {demo.username}; the password is in "
+                f"{self.data_dir / 'demo-user.json'}."
+            ),
         }
         providers = {
             "analyzer": _provider_label(
@@ -282,6 +287,7 @@ BANNER_FIRST_LINE = "Collections is running locally"
 BANNER = """
 Collections is running locally (started in {started_in}).
 
+  web app      {api_url}/
   API          {api_url}        interactive docs: {api_url}/docs
   analysis     {analyzer}
   embeddings   {embedder}

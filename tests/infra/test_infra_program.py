@@ -661,7 +661,12 @@ def test_bucket_versioning_lifecycle_and_cors_follow_config(deployment: Deployme
         "noncurrentDays": 7
     }
     (cors,) = deployment.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")
-    assert cors.inputs["corsRules"][0]["allowedOrigins"] == ["http://localhost:5173"]
+    (api,) = deployment.of_type("aws:apigatewayv2/api:Api")
+    # the web app's origin (the API's), then the configured ones
+    assert cors.inputs["corsRules"][0]["allowedOrigins"] == [
+        api.state["apiEndpoint"],
+        "http://localhost:5173",
+    ]
     assert "POST" in cors.inputs["corsRules"][0]["allowedMethods"]
 
 
@@ -735,6 +740,11 @@ def test_routes_integration_and_stage(deployment: Deployment) -> None:
         "GET /openapi.json",
         "GET /docs",
         "GET /docs/static/{proxy+}",
+        "GET /",
+        "GET /assets/{proxy+}",
+        "POST /auth/login",
+        "POST /auth/refresh",
+        "POST /auth/logout",
     }
     (integration,) = deployment.of_type("aws:apigatewayv2/integration:Integration")
     assert integration.inputs["integrationType"] == "AWS_PROXY"
@@ -941,6 +951,7 @@ def test_stack_outputs(deployment: Deployment) -> None:
     assert set(out) == {
         "region",
         "apiUrl",
+        "webAppUrl",
         "userPoolId",
         "appClientId",
         "bucketName",

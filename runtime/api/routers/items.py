@@ -29,6 +29,7 @@ from runtime.api.schemas import (
     ItemPage,
     ItemSummary,
     ItemUrls,
+    Rfc3339DateTime,
     UploadForm,
 )
 from runtime.api.urls import download_expiry, presigned_get, presigned_upload
@@ -135,8 +136,21 @@ def _owned(session: Session, user_id: str, item_id: uuid.UUID, *, lock: bool = F
 # -- cursor pagination --------------------------------------------------------------------------
 
 
-def _listing_tag(user_id: str, status: ItemStatus | None, category: str | None) -> str:
-    return cursors.subject_tag("items", user_id, status, category.lower() if category else None)
+def _listing_tag(
+    user_id: str,
+    status: ItemStatus | None,
+    category: str | None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> str:
+    return cursors.subject_tag(
+        "items",
+        user_id,
+        status,
+        category.lower() if category else None,
+        created_from.isoformat() if created_from else None,
+        created_to.isoformat() if created_to else None,
+    )
 
 
 def _encode_cursor(item: Item, listing: str) -> str:
@@ -309,6 +323,12 @@ def list_items(
             description="Only items whose latest analysis has this category (any case)",
         ),
     ] = None,
+    created_from: Annotated[
+        Rfc3339DateTime | None, Query(description="Created at or after (RFC 3339)")
+    ] = None,
+    created_to: Annotated[
+        Rfc3339DateTime | None, Query(description="Created before (RFC 3339)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: Annotated[
         str | None,
@@ -336,7 +356,11 @@ def list_items(
         query = query.where(Item.status == str(status))
     if category is not None:
         query = query.where(func.lower(latest.c.category) == func.lower(category))
-    listing = _listing_tag(user.user_id, status, category)
+    if created_from is not None:
+        query = query.where(Item.created_at >= created_from)
+    if created_to is not None:
+        query = query.where(Item.created_at < created_to)
+    listing = _listing_tag(user.user_id, status, category, created_from, created_to)
     if cursor:
         created_at, item_id = _decode_cursor(cursor, listing)
         query = query.where(
@@ -371,15 +395,23 @@ def read_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemDetail:
         for name, key in sorted((item.derived_keys or {}).items())
         if name.startswith("thumb_")
     }
-    original = None
+    original = download = None
     if item.status != ItemStatus.UPLOADING:
         original = presigned_get(s3, bucket=bucket, key=item.original_key)
+        download = presigned_get(
+            s3, bucket=bucket, key=item.original_key, attachment=item.file_name or "original"
+        )
     result = analysis.result if analysis else None
     return ItemDetail(
         **_summary(ctx, item, _text(result, "category"), _text(result, "headline")),
         generation=item.generation,
         analysis=_analysis(analysis) if analysis else None,
-        urls=ItemUrls(original=original, thumbnails=thumbnails, expires_at=download_expiry()),
+        urls=ItemUrls(
+            original=original,
+            download=download,
+            thumbnails=thumbnails,
+            expires_at=download_expiry(),
+        ),
     )
 
 

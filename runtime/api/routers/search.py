@@ -90,6 +90,7 @@ def search_items(
                 category=hit.category,
                 summary=hit.summary,
                 status=ItemStatus(hit.status),
+                file_name=hit.file_name,
                 created_at=hit.created_at,
                 thumbnail_url=(
                     presigned_get(s3, bucket=bucket, key=hit.thumbnail_key)

@@ -1,0 +1,40 @@
+// Small DOM helpers. Text always goes in as text nodes (never as HTML), so nothing a user or
+// the model wrote can run as markup.
+
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      element.addEventListener(name.slice(2), value);
+    } else if (name === "class") {
+      element.className = value;
+    } else if (value === true) {
+      element.setAttribute(name, "");
+    } else {
+      element.setAttribute(name, String(value));
+    }
+  }
+  append(element, children);
+  return element;
+}
+
+function append(element, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+export const $ = (id) => document.getElementById(id);
+
+let toastTimer = 0;
+
+/** A short message in the polite live region (read out by screen readers). */
+export function toast(message) {
+  const region = $("toast");
+  region.textContent = message;
+  region.classList.add("shown");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => region.classList.remove("shown"), 5000);
+}
