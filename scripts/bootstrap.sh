@@ -37,10 +37,15 @@ ln -sf "$(command -v "$UV")" .venv/bin/uv
 missing=""
 [ -x /usr/bin/chromium ] || missing="chromium"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+as_root=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  as_root="sudo"
+fi
 if [ -n "$missing" ]; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ -n "$as_root" ]; }; then
     # shellcheck disable=SC2086  # one word per package
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    $as_root apt-get update -qq \
+      && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
     echo "bootstrap: missing$missing (Debian: apt-get install$missing); the browser tests need them" >&2
   fi

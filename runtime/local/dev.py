@@ -169,13 +169,14 @@ class DevStack:
         finally:
             engine.dispose()
 
-    def _wait_for_api(self, api_url: str, timeout_s: float = 60) -> None:
+    def _wait_for_api(self, api_url: str, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.children[0].poll() is not None:
                 raise RuntimeError("the API process exited during start-up")
             try:
-                with urllib.request.urlopen(f"{api_url}/health", timeout=1) as response:
+                # a busy machine answers slowly: a short timeout would never see the answer
+                with urllib.request.urlopen(f"{api_url}/health", timeout=10) as response:
                     if response.status == 200:
                         return
             except OSError:

@@ -4,13 +4,18 @@ pool, the HttpOnly refresh cookie, the same-origin checks, sign-out revoking the
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-from conftest import PASSWORD, Api, User
 
+from runtime.local.cloud import LocalCloud, LocalContext
 from runtime.web import assets
+from tests.api.conftest import PASSWORD, Api, CognitoPool, User, configure_api
+from tests.api.support import http_api_event
 
 SAME = {"x-collections-request": "1"}
 
@@ -146,3 +151,48 @@ def test_sign_in_input_is_bounded(api: Api, field: str) -> None:
     answer = api.http.post("/auth/login", json=body, headers=SAME)
     assert answer.status_code == 422
     assert answer.json()["error"]["details"][0]["location"] == ["body", field]
+
+
+@pytest.fixture
+def gateway(
+    env: LocalCloud, cognito: CognitoPool, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """The Lambda handler, called with API Gateway HTTP API events (payload format 2.0)."""
+    configure_api(monkeypatch, cognito)
+    from runtime.handlers import api as module
+
+    module.reset()
+    yield lambda event: module.handler(event, LocalContext("api", 1024, 29))
+    module.reset()
+
+
+def test_behind_api_gateway_the_page_loads_and_the_session_cookie_is_secure(
+    gateway: Any, alice: User
+) -> None:
+    page = gateway(http_api_event("GET", "/"))
+    assert page["statusCode"] == 200 and page["headers"]["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page["headers"]["content-security-policy"]
+
+    app_origin = "https://abc123.execute-api.us-east-1.amazonaws.com"
+    login = http_api_event(
+        "POST",
+        "/auth/login",
+        body=json.dumps({"username": alice.username, "password": PASSWORD}).encode(),
+        content_type="application/json",
+    )
+    login["headers"].update({**SAME, "origin": app_origin})
+    signed_in = gateway(login)
+    assert signed_in["statusCode"] == 200, signed_in["body"]
+    (cookie,) = signed_in["cookies"]
+    assert cookie.startswith("__Secure-collections-session=")
+    assert "; Secure" in cookie and "; HttpOnly" in cookie and "Path=/auth/" in cookie
+
+    refresh = http_api_event("POST", "/auth/refresh")
+    refresh["headers"].update({**SAME, "origin": app_origin})
+    refresh["cookies"] = [cookie.split(";")[0]]
+    renewed = gateway(refresh)
+    assert renewed["statusCode"] == 200, renewed["body"]
+    assert json.loads(renewed["body"])["username"] == alice.username
+    # the plain-http twin of the app's origin is another site
+    login["headers"]["origin"] = app_origin.replace("https:", "http:")
+    assert gateway(login)["statusCode"] == 403

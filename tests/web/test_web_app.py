@@ -52,6 +52,9 @@ DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 SECOND_USER = ("second@collections.local", "Second-user-passw0rd")
 
+# A loaded 2-CPU machine is slow (the first search loads the query embedder in the API process).
+expect.set_options(timeout=30_000)
+
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() or not AXE.exists(),
     reason="run scripts/bootstrap.sh: it installs Debian's chromium and the pinned axe-core",
@@ -85,6 +88,7 @@ class Session:
         self.url = url
         self.context: BrowserContext = browser.new_context(viewport=DESKTOP)
         self.page: Page = self.context.new_page()
+        self.page.set_default_timeout(60_000)
         self.problems: list[str] = []
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))

@@ -55,13 +55,13 @@ class Session(BaseModel):
 
 
 def _is_https(request: Request) -> bool:
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
-    return request.url.scheme == "https" or forwarded == "https"
+    # The scheme the server saw: https behind API Gateway (Mangum), http on loopback locally.
+    # Forwarded headers are not trusted for it.
+    return request.url.scheme == "https"
 
 
 def _origin(request: Request) -> str:
-    scheme = "https" if _is_https(request) else request.url.scheme
-    return f"{scheme}://{request.headers.get('host', request.url.netloc)}"
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
 
 
 def check_same_origin(request: Request) -> None:

@@ -12,11 +12,12 @@ let renewing = null;
 const signedOutListeners = new Set();
 
 export class ApiError extends Error {
-  constructor(status, code, message, details = []) {
+  constructor(status, code, message, details = [], itemId = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    this.itemId = itemId; // the item already holding the same image (409 duplicate_item)
   }
 }
 
@@ -38,6 +39,7 @@ async function toError(response) {
     body?.code ?? `http_${response.status}`,
     body?.message ?? `The service answered ${response.status}.`,
     body?.details ?? [],
+    body?.item_id ?? null,
   );
 }
 

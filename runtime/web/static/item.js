@@ -5,9 +5,18 @@ import { api } from "./api.js";
 import { $, h, toast } from "./dom.js";
 import { go } from "./router.js";
 import { onItem, unwatch, watch } from "./watch.js";
-import { bytes, failureText, isDuplicate, label, PENDING, STATUS, when } from "./words.js";
+import {
+  bytes,
+  duplicateOf,
+  failureText,
+  isDuplicate,
+  label,
+  PENDING,
+  STATUS,
+  when,
+} from "./words.js";
 
-let shown = null; // { item, analyses, version }
+let shown = null; // { item, analyses, version, pinned: the person chose that version }
 
 function value(v) {
   if (Array.isArray(v)) {
@@ -37,7 +46,15 @@ function fields(object, skip = new Set()) {
 }
 
 function status(item) {
-  if (isDuplicate(item)) return h("p", { class: "status status-duplicate" }, "Already in your collection.");
+  if (isDuplicate(item)) {
+    const earlier = duplicateOf(item);
+    return h(
+      "p",
+      { class: "status status-duplicate" },
+      "Already in your collection: the same image was uploaded before. ",
+      earlier ? h("a", { href: `/?item=${earlier}`, "data-nav": true }, "See the earlier one") : null,
+    );
+  }
   if (item.status === "failed") {
     return h("p", { class: "status status-failed", role: "alert" }, failureText(item.failure));
   }
@@ -94,6 +111,7 @@ function versions() {
               "aria-current": a.version === version ? "true" : false,
               onclick: () => {
                 shown.version = a.version;
+                shown.pinned = a.version !== analyses[0].version;
                 draw();
               },
             },
@@ -182,8 +200,13 @@ function draw() {
 async function load(id) {
   const [item, list] = await Promise.all([api.item(id), api.analyses(id)]);
   const latest = list.analyses[0]?.version ?? null;
-  const keep = shown?.item.id === id && shown.version !== latest && list.analyses.some((a) => a.version === shown.version);
-  shown = { item, analyses: list.analyses, version: keep ? shown.version : latest };
+  const keep = shown?.item.id === id && shown.pinned;
+  shown = {
+    item,
+    analyses: list.analyses,
+    version: keep ? shown.version : latest,
+    pinned: Boolean(keep),
+  };
   draw();
   watch(item);
 }
@@ -232,6 +255,7 @@ onItem((item) => {
 
 export async function show(id) {
   const view = $("view-item");
+  shown = null; // a visit starts at the latest version
   try {
     await load(id);
     $("item-title").focus();

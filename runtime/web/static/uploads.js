@@ -5,7 +5,14 @@
 import { api, sendToStorage } from "./api.js";
 import { $, h } from "./dom.js";
 import { announce, onItem, watch } from "./watch.js";
-import { failureText, isDuplicate, PENDING, STATUS, uploadErrorText } from "./words.js";
+import {
+  duplicateOf,
+  failureText,
+  isDuplicate,
+  PENDING,
+  STATUS,
+  uploadErrorText,
+} from "./words.js";
 
 const PARALLEL = 3;
 const TYPES = {
@@ -102,7 +109,18 @@ async function send(upload) {
     show(upload, "processing", "Uploaded; processing…");
     watch({ ...created.item, status: "uploading" });
   } catch (error) {
-    fail(upload, uploadErrorText(error));
+    if (error.code === "duplicate_item") duplicate(upload, error.itemId);
+    else fail(upload, uploadErrorText(error));
+  }
+}
+
+function duplicate(upload, itemId) {
+  show(upload, "duplicate", "Already in your collection. ");
+  upload.row.bar.hidden = true;
+  if (itemId) {
+    upload.row.status.append(
+      h("a", { href: `/?item=${itemId}`, "data-nav": true }, "See the one you have"),
+    );
   }
 }
 
@@ -117,7 +135,7 @@ onItem((item) => {
   const upload = byItem.get(item.id);
   if (!upload || upload.state === "failed" || upload.state === "sending") return;
   if (isDuplicate(item)) {
-    show(upload, "duplicate", "Already in your collection.");
+    duplicate(upload, duplicateOf(item));
   } else if (item.status === "ready") {
     upload.row.bar.hidden = true;
     show(upload, "ready", "Ready — you can search for it now.");

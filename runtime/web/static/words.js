@@ -30,8 +30,7 @@ const REASONS = {
   model_auth_failed: "The analysis service is not set up (no API key).",
   empty_image: "There was no image to analyze.",
   invalid_image: "The image could not be read for analysis.",
-  duplicate: "Already in your collection.",
-  already_in_collection: "Already in your collection.",
+  duplicate_item: "Already in your collection: the same image was uploaded before.",
 };
 
 export function failureText(failure) {
@@ -59,9 +58,14 @@ export function uploadErrorText(error) {
 }
 
 export function isDuplicate(item) {
-  if (item?.duplicate_of) return true;
-  const code = (item?.failure?.reason ?? "").split(":")[0].trim();
-  return code === "duplicate" || code === "already_in_collection";
+  return (item?.failure?.reason ?? "").split(":")[0].trim() === "duplicate_item";
+}
+
+/** The id of the earlier item a duplicate's failure names ("… is item <id>"), if any. */
+export function duplicateOf(item) {
+  return /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/.exec(
+    item?.failure?.reason ?? "",
+  )?.[1];
 }
 
 /** Relevance in words, and a 0..1 value for its bar, on the mode's score scale. */
