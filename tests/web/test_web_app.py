@@ -345,8 +345,8 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page).to_have_url(re.compile(r"\?status=failed$"))
     expect(page.locator("#grid li")).to_have_count(1)
-    page.get_by_label("From").fill("2000-01-01")
-    page.get_by_label("To").fill("2000-01-02")
+    page.get_by_label("From", exact=True).fill("2000-01-01")
+    page.get_by_label("To", exact=True).fill("2000-01-02")
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.get_by_role("heading", name="Nothing matches these filters")).to_be_visible()
 
