@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtime.local.postgres import SUPERUSER
 from runtime.local.spawn import SpawnedDev, spawn_dev
 
 
@@ -19,20 +18,8 @@ class DevProduct(SpawnedDev):
     def api_url(self) -> str:
         return self.profile["api_url"]
 
-    def dsn(self, database: str = "collections") -> str:
-        return f"host=127.0.0.1 port={self.postgres_port} user={SUPERUSER} dbname={database}"
-
     def idp(self) -> Any:
-        import boto3
-
-        p = self.profile
-        return boto3.client(
-            "cognito-idp",
-            endpoint_url=p["cognito_endpoint"],
-            region_name=p["region"],
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        return self.client("cognito-idp")
 
     def user(self, username: str, password: str) -> tuple[str, str]:
         """Create (or reuse) a user in the local pool; returns (sub, id token)."""

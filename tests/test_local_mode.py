@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -15,15 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import httpx
+import jwt
 import psutil
+import psycopg
 import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runtime.local.cognito import LocalPool, create_user
-from runtime.local.spawn import spawn_dev
+from runtime.local.spawn import SpawnedDev, spawn_dev
 from tests.conftest import dataset
 from tests.corpus import bad_image_corpus
 
-START_TIMEOUT_S = 120
+START_TIMEOUT_S = 300
 
 
 @dataclass
@@ -31,6 +38,7 @@ class LocalProduct:
     process: subprocess.Popen
     data_dir: Path
     log: Path
+    spawned: SpawnedDev
 
     def cli(
         self, *args: str, config: Path, stdin: str | None = None
@@ -61,11 +69,21 @@ class LocalProduct:
 
 
 def _start(data_dir: Path, log: Path) -> LocalProduct:
+    extra_env = {
+        # where `collections dev` records its data directory for the CLI
+        "COLLECTIONS_CONFIG_DIR": str(data_dir.parent / "dev-config"),
+        # An API key is stored as an SSM SecureString (the emulator's state must still save);
+        # analysis stays offline for the test.
+        "ANTHROPIC_API_KEY": "sk-ant-not-used-by-these-tests",
+        "COLLECTIONS_ANALYZER": "local",
+    }
     try:
-        spawned = spawn_dev(data_dir, log, attempt_timeout_s=5, timeout_s=START_TIMEOUT_S)
+        spawned = spawn_dev(
+            data_dir, log, attempt_timeout_s=5, timeout_s=START_TIMEOUT_S, extra_env=extra_env
+        )
     except RuntimeError as error:
         pytest.fail(str(error))
-    return LocalProduct(spawned.process, spawned.data_dir, spawned.log)
+    return LocalProduct(spawned.process, spawned.data_dir, spawned.log, spawned)
 
 
 def _stop(product: LocalProduct) -> None:
@@ -139,9 +157,7 @@ def test_upload_ready_search_delete_and_isolation(product: LocalProduct, tmp_pat
 
     # a second user sees none of it
     profile = product.profile()
-    idp = boto3.client(
-        "cognito-idp", endpoint_url=profile["cognito_endpoint"], region_name=profile["region"]
-    )
+    idp = product.spawned.client("cognito-idp")
     create_user(
         idp,
         LocalPool(profile["user_pool_id"], profile["app_client_id"]),
@@ -214,15 +230,96 @@ def test_killed_worker_loses_nothing_and_a_poisoned_image_fails_alone(
     assert all(not w.is_running() for w in killed)
 
 
+def test_forged_tokens_and_passwordless_database_connections_are_refused(
+    product: LocalProduct,
+) -> None:
+    from moto.utilities.utils import load_resource
+
+    profile = product.profile()
+    now = int(time.time())
+    claims = {
+        "iss": f"https://cognito-idp.{profile['region']}.amazonaws.com/{profile['user_pool_id']}",
+        "sub": "anyone-at-all",
+        "aud": profile["app_client_id"],
+        "token_use": "id",
+        "iat": now,
+        "exp": now + 3600,
+    }
+    packaged = jwt.PyJWK(load_resource("cognitoidp/resources/jwks-private.json"), "RS256").key
+    random_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = jwt.get_unverified_header(_demo_token(product))["kid"]  # the genuine key's id
+    for key, key_id in ((packaged, "dummy"), (packaged, kid), (random_key, kid)):
+        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": key_id})
+        response = httpx.get(
+            f"{profile['api_url']}/items", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401, response.text
+
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(
+            f"host=127.0.0.1 port={product.spawned.postgres_port} user=postgres "
+            "dbname=collections passfile=/dev/null",
+            connect_timeout=5,
+        ).close()
+    with psycopg.connect(product.spawned.dsn()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    for secret in ("aws-credentials", "identity-key.pem", "demo-user.json", "postgres.pgpass"):
+        assert stat.S_IMODE((product.data_dir / secret).stat().st_mode) == 0o600, secret
+
+
+def _demo_token(product: LocalProduct) -> str:
+    demo = json.loads((product.data_dir / "demo-user.json").read_text())
+    profile = product.profile()
+    idp = boto3.client(
+        "cognito-idp",
+        endpoint_url=profile["cognito_endpoint"],
+        region_name=profile["region"],
+        config=Config(signature_version=UNSIGNED),
+    )
+    return idp.initiate_auth(
+        ClientId=profile["app_client_id"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": demo["username"], "PASSWORD": demo["password"]},
+    )["AuthenticationResult"]["IdToken"]
+
+
+def test_the_cli_finds_the_product_from_any_directory(
+    product: LocalProduct, tmp_path: Path
+) -> None:
+    assert f"data         {product.data_dir}" in product.log.read_text()  # the banner
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("COLLECTIONS_LOCAL_DIR", "COLLECTIONS_CONFIG_DIR")
+    }
+    env["COLLECTIONS_CONFIG_DIR"] = str(product.data_dir.parent / "dev-config")
+    for command in (["login"], ["ls", "--json"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "runtime.cli.main", *command],
+            env=env,
+            cwd=tmp_path,  # nowhere near the data directory
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+
+
 def test_restart_keeps_the_data(product: LocalProduct, tmp_path: Path) -> None:
     config = tmp_path / "demo"
     assert product.cli("login", config=config).returncode == 0
     before = _json(product.cli("ls", "--json", config=config))["items"]
     assert before
     _stop(product)
-    assert "stopped; data kept" in product.log.read_text()
+    log = product.log.read_text()
+    assert "stopped; data kept" in log
+    assert "could not be saved" not in log  # a SecureString parameter exists: still saved
+    state = product.data_dir / "aws-state.pkl"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert not [p.name for p in product.data_dir.iterdir() if p.name.endswith(".tmp")]
     restarted = _start(product.data_dir, product.log.with_name("dev-restarted.log"))
     product.process, product.log = restarted.process, restarted.log
+    product.spawned = restarted.spawned
     after = _json(product.cli("ls", "--json", config=config))["items"]
     assert [i["id"] for i in after] == [i["id"] for i in before]
     thumbnail = tmp_path / "thumb.webp"

@@ -26,7 +26,7 @@ from runtime.cli.profiles import (
     save_profile,
 )
 from runtime.local.cognito import DemoUser
-from runtime.local.dev import DEFAULT_DATA_DIR
+from runtime.local.discovery import find_data_dir
 
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
@@ -51,7 +51,7 @@ def login(
 ) -> int:
     profile = load_profile(profile_name)
     if username is None and profile_name == LOCAL:
-        demo = DemoUser(**json.loads((DEFAULT_DATA_DIR / "demo-user.json").read_text()))
+        demo = DemoUser(**json.loads((find_data_dir() / "demo-user.json").read_text()))
         username, password = demo.username, password or demo.password
     if username is None:
         raise auth.AuthError("give --username")

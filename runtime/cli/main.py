@@ -17,7 +17,7 @@ from runtime.cli import commands
 from runtime.cli.api import ApiError
 from runtime.cli.auth import AuthError
 from runtime.cli.profiles import LOCAL, ProfileError, Unreachable
-from runtime.local.dev import DEFAULT_DATA_DIR
+from runtime.local.discovery import default_data_dir
 
 EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_SERVICE = 1, 2, 3, 4, 5
 
@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = _Subparsers(parser.add_subparsers(dest="command", required=True), common)
 
     dev = sub.add_parser("dev", help="run the whole product on this machine")
-    dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where local mode keeps its data (default: $COLLECTIONS_LOCAL_DIR or ./.local)",
+    )
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--workers", type=int, default=2)
     dev.add_argument("--aws-port", type=int, default=4566)
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run(
                 DevOptions(
-                    data_dir=args.data_dir,
+                    data_dir=args.data_dir or default_data_dir(),
                     api_port=args.port,
                     workers=args.workers,
                     aws_port=args.aws_port,

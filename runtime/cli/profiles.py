@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.local.dev import DEFAULT_DATA_DIR, profile_file
+from runtime.local.discovery import config_dir, find_data_dir
 
 LOCAL = "local"
 
@@ -43,13 +42,6 @@ class Tokens:
         return time.time() > self.expires_at - margin_s
 
 
-def config_dir() -> Path:
-    base = os.environ.get("COLLECTIONS_CONFIG_DIR") or os.path.join(
-        os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "collections"
-    )
-    return Path(base)
-
-
 def _profiles_file() -> Path:
     return config_dir() / "profiles.json"
 
@@ -65,16 +57,18 @@ def _write_private(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def load_profile(name: str, data_dir: Path = DEFAULT_DATA_DIR) -> Profile:
+def load_profile(name: str) -> Profile:
     stored = _read_json(_profiles_file()).get(name)
     if stored:
         return Profile(name=name, **stored)
     if name == LOCAL:
-        local = profile_file(data_dir)
+        local = find_data_dir() / "dev.json"
         if local.exists():
             return Profile(name=LOCAL, **json.loads(local.read_text()))
         raise ProfileError(
-            "no local product found: start it with `bash scripts/dev.sh` (or `collections dev`)"
+            f"no local product found (looked in {local.parent}): start it with "
+            "`bash scripts/dev.sh` (or `collections dev`), or point COLLECTIONS_LOCAL_DIR at "
+            "its data directory"
         )
     raise ProfileError(
         f"no profile {name!r}: create it with `collections profile set {name} …` or "

@@ -1,9 +1,17 @@
 """``collections dev``: the whole product on this machine, on loopback only.
 
-PostgreSQL + pgvector (embedded, data in ``.local/postgres``), the AWS emulator (moto, state in
-``.local/aws-state.pkl``) with the stack's bucket, bus, rules, queues, table and user pool built
-from the topology, the migrations, pipeline workers, and the API on http://127.0.0.1:8000.
-Ctrl-C stops everything and keeps the data for the next start.
+PostgreSQL + pgvector (embedded, data in ``<data dir>/postgres``, password required), the AWS
+emulator (moto behind an enforcing front, state in ``<data dir>/aws-state.pkl``) with the
+stack's bucket, bus, rules, queues, table and user pool built from the topology, the
+migrations, pipeline workers, and the API on http://127.0.0.1:8000. The data directory is
+``.local`` unless ``--data-dir`` (or ``COLLECTIONS_LOCAL_DIR``) says otherwise; the CLI finds it
+again from any directory (``runtime.cli.profiles``). Ctrl-C stops everything and keeps the data
+for the next start.
+
+Secrets of this installation, each generated at the first start and kept in the data directory
+with mode 0600: the token signing key, the AWS credentials the processes sign their calls with,
+the database password, the demo user's password. The cursor key and any API keys live in the
+emulator's SSM as SecureString parameters, as on AWS.
 """
 
 from __future__ import annotations
@@ -16,22 +24,24 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtime.local.cloud import bootstrap
 from runtime.local.cognito import ensure_pool, ensure_user
+from runtime.local.discovery import default_data_dir, forget_data_dir, remember_data_dir
 from runtime.local.emulator import LocalEmulator
+from runtime.local.gate import Credentials
+from runtime.local.identity import AwsCredentials, SigningKey
 from runtime.local.postgres import LocalPostgres
 
 STACK = "local"
-DEFAULT_DATA_DIR = Path(os.environ.get("COLLECTIONS_LOCAL_DIR", ".local"))
 
 
 @dataclass(frozen=True)
 class DevOptions:
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = field(default_factory=default_data_dir)
     api_port: int = 8000
     aws_port: int = 4566
     postgres_port: int = 54329
@@ -58,12 +68,21 @@ def profile_file(data_dir: Path) -> Path:
     return data_dir / "dev.json"
 
 
+def credentials_file(data_dir: Path) -> Path:
+    return data_dir / "aws-credentials"
+
+
+def signing_key_file(data_dir: Path) -> Path:
+    return data_dir / "identity-key.pem"
+
+
 class DevStack:
     def __init__(self, options: DevOptions) -> None:
         self.options = options
         self.data_dir = options.data_dir.resolve()
         self.postgres = LocalPostgres(self.data_dir / "postgres", port=options.postgres_port)
-        self.emulator = LocalEmulator(self.data_dir / "aws-state.pkl", port=options.aws_port)
+        self.emulator: LocalEmulator | None = None
+        self.save_problems: list[str] = []
         self.children: list[subprocess.Popen] = []
         self.dead_letters: dict[str, int] = {}
 
@@ -82,9 +101,18 @@ class DevStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.postgres.start()
         database_url = self.postgres.create_database("collections")
+        aws = AwsCredentials.load_or_create(credentials_file(self.data_dir))
+        # This process and its children sign their AWS calls with the installation's key, read
+        # from its file: credentials in the environment would take precedence, so they go.
+        AwsCredentials.scrub(os.environ)  # type: ignore[arg-type]
+        os.environ.update(aws.environment())
+        self.emulator = LocalEmulator(
+            self.data_dir / "aws-state.pkl",
+            port=self.options.aws_port,
+            credentials=Credentials(aws.access_key_id, aws.secret_access_key),
+            signing_key=SigningKey.load_or_create(signing_key_file(self.data_dir)),
+        )
         self.emulator.start()
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         cloud = bootstrap(
             self.emulator.endpoint,
             stack=STACK,
@@ -98,7 +126,9 @@ class DevStack:
         env = {
             **os.environ,
             **cloud.environment(),
+            **self.postgres.environment(),
             "COLLECTIONS_DATABASE_URL": database_url,
+            "COLLECTIONS_CURSOR_KEY_PARAM": ensure_cursor_key(cloud.client("ssm"), stack=STACK),
             "COLLECTIONS_COGNITO_USER_POOL_ID": pool.user_pool_id,
             "COLLECTIONS_COGNITO_APP_CLIENT_ID": pool.app_client_id,
             "COLLECTIONS_COGNITO_JWKS_URL": (
@@ -149,8 +179,10 @@ class DevStack:
             "app_client_id": pool.app_client_id,
         }
         profile_file(self.data_dir).write_text(json.dumps(profile, indent=2))
+        remember_data_dir(self.data_dir)
         return {
             **profile,
+            "data_dir": str(self.data_dir),
             "demo_user": demo.username,
             "demo_credentials": str(self.data_dir / "demo-user.json"),
             "started_in": f"{time.monotonic() - started:.1f} s",
@@ -169,7 +201,7 @@ class DevStack:
         finally:
             engine.dispose()
 
-    def _wait_for_api(self, api_url: str, timeout_s: float = 120) -> None:
+    def _wait_for_api(self, api_url: str, timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.children[0].poll() is not None:
@@ -224,9 +256,11 @@ class DevStack:
             except subprocess.TimeoutExpired:
                 child.kill()
         try:
-            self.emulator.stop()
+            if self.emulator is not None:
+                self.save_problems = self.emulator.stop()
         finally:
             self.postgres.stop()
+            forget_data_dir(self.data_dir)
 
 
 API_KEYS = {
@@ -246,6 +280,21 @@ def store_api_keys(ssm: Any, env: dict[str, str], *, stack: str) -> None:
         parameter = f"/collections/{stack}/{name}"
         ssm.put_parameter(Name=parameter, Value=value, Type="SecureString", Overwrite=True)
         env[f"COLLECTIONS_{variable}_PARAM"] = parameter
+
+
+CURSOR_KEY = "cursorKey"
+
+
+def ensure_cursor_key(ssm: Any, *, stack: str) -> str:
+    """The page cursors' MAC key, a SecureString like on AWS: generated at the first start."""
+    import secrets
+
+    parameter = f"/collections/{stack}/{CURSOR_KEY}"
+    try:
+        ssm.get_parameter(Name=parameter, WithDecryption=False)
+    except ssm.exceptions.ParameterNotFound:
+        ssm.put_parameter(Name=parameter, Value=secrets.token_urlsafe(32), Type="SecureString")
+    return parameter
 
 
 def _provider_label(env: dict[str, str], key: str, real: str, offline: str) -> str:
@@ -281,6 +330,8 @@ def run(options: DevOptions) -> int:
         return 0
     finally:
         stack.stop()
+        for line in stack.save_problems:
+            print(line, file=sys.stderr, flush=True)
         print(f"stopped; data kept in {stack.data_dir}", flush=True)
 
 
@@ -290,6 +341,7 @@ Collections is running locally (started in {started_in}).
 
   web app      {api_url}/
   API          {api_url}        interactive docs: {api_url}/docs
+  data         {data_dir}
   analysis     {analyzer}
   embeddings   {embedder}
   demo user    {demo_user}  (password in {demo_credentials})
@@ -301,5 +353,5 @@ In another shell:
   .venv/bin/collections search "what you remember"
   .venv/bin/collections ask "which restaurants did I save?"
 
-Ctrl-C stops everything; the data stays in .local/ for the next start.
+Ctrl-C stops everything; the data stays in {data_dir} for the next start.
 """

@@ -2,20 +2,33 @@
 
 Used by the test suite and by local mode. The cluster lives in a folder of the caller's choosing;
 a second start on the same folder reuses its data.
+
+Connections need a password (scram-sha-256; no ``trust``, not even on loopback): it is generated
+at the first start and kept, with mode 0600, in a libpq password file next to the cluster
+(``<folder>.pgpass``). Processes find it through ``PGPASSFILE``, so database URLs carry no
+password. A cluster made by an earlier version with ``trust`` is converted on its next start.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 SUPERUSER = "postgres"
+HBA_RULES = """\
+# Written by Collections: loopback only, password (scram-sha-256) always.
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
 
 # Settings that trade durability for speed; only for throwaway clusters (tests, benchmarks).
 EPHEMERAL_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -45,23 +58,42 @@ class LocalPostgres:
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
+    @property
+    def password_file(self) -> Path:
+        """The libpq password file (``PGPASSFILE``) for this cluster, mode 0600."""
+        return self.data_dir.with_name(f"{self.data_dir.name}.pgpass")
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{SUPERUSER}@{self.host}:{self.port}/{database}"
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs to connect (the password file's path, not the password)."""
+        return {"PGPASSFILE": str(self.password_file)}
+
+    def _dsn(self, database: str) -> str:
+        return f"host={self.host} port={self.port} user={SUPERUSER} dbname={database}"
+
+    def _password(self) -> str:
+        if self.password_file.exists():
+            line = self.password_file.read_text().strip().splitlines()[0]
+            return line.rsplit(":", 1)[1]
+        return secrets.token_urlsafe(24)
+
+    def _write_password_file(self, password: str) -> None:
+        from runtime.local.identity import write_private
+
+        # host:port:database:user:password; the port changes between starts, so any port.
+        write_private(self.password_file, f"{self.host}:*:*:{SUPERUSER}:{password}\n".encode())
+        os.environ["PGPASSFILE"] = str(self.password_file)
 
     def start(self) -> LocalPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
+        password = self._password()
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run(
-                "initdb",
-                "-D",
-                str(self.data_dir),
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-sync",
-            )
+            self._initdb(password)
+        self._write_password_file(password)
+        self._require_passwords(password)
         if self.is_running():
             self.stop()
         options = f"-h {self.host} -p {self.port} -c unix_socket_directories=''"
@@ -82,6 +114,69 @@ class LocalPostgres:
         )
         return self
 
+    def _initdb(self, password: str) -> None:
+        initial = self.data_dir.with_name(f".{self.data_dir.name}.initpw")
+        initial.write_text(password + "\n")
+        initial.chmod(0o600)
+        try:
+            if self._run_as:
+                shutil.chown(initial, self._run_as, self._run_as)
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={initial}",
+                "--encoding=UTF8",
+                "--no-sync",
+            )
+        finally:
+            initial.unlink(missing_ok=True)
+
+    def _require_passwords(self, password: str) -> None:
+        """A cluster an earlier version made with trust: give the superuser the password, then
+        require it (the cluster is started without network access for that)."""
+        hba = self.data_dir / "pg_hba.conf"
+        rules = [line.split() for line in hba.read_text().splitlines()]
+        if not any("trust" in rule for rule in rules if rule and not rule[0].startswith("#")):
+            return
+        if self.is_running():
+            self.stop()
+        socket_dir = Path(tempfile.mkdtemp(prefix="collections-pg-"))  # short: socket paths
+        if self._run_as:
+            shutil.chown(socket_dir, self._run_as, self._run_as)
+        options = f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}'"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+        try:
+            escaped = password.replace("'", "''")
+            self._run(
+                "psql",
+                "-h",
+                str(socket_dir),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-c",
+                f"ALTER USER {SUPERUSER} PASSWORD '{escaped}'",
+            )
+        finally:
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
+            shutil.rmtree(socket_dir, ignore_errors=True)
+        hba.write_text(HBA_RULES)
+
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
@@ -94,14 +189,14 @@ class LocalPostgres:
         """Create ``name`` if missing (with the given extensions) and return its URL."""
         import psycopg
 
-        dsn = f"host={self.host} port={self.port} user={SUPERUSER} dbname=postgres"
+        dsn = self._dsn("postgres")
         with psycopg.connect(dsn, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{name}"')
-        with psycopg.connect(f"{dsn.rsplit('=', 1)[0]}={name}", autocommit=True) as conn:
+        with psycopg.connect(self._dsn(name), autocommit=True) as conn:
             for extension in extensions:
                 conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
         return self.url(name)
@@ -109,8 +204,7 @@ class LocalPostgres:
     def drop_database(self, name: str) -> None:
         import psycopg
 
-        dsn = f"host={self.host} port={self.port} user={SUPERUSER} dbname=postgres"
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(self._dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def _prepare_permissions(self) -> None:
@@ -159,9 +253,7 @@ def wait_until_ready(pg: LocalPostgres, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            psycopg.connect(
-                f"host={pg.host} port={pg.port} user={SUPERUSER} dbname=postgres"
-            ).close()
+            psycopg.connect(pg._dsn("postgres")).close()
             return
         except psycopg.OperationalError:
             if time.monotonic() > deadline:

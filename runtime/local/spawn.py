@@ -28,6 +28,29 @@ class SpawnedDev:
         """What `collections dev` wrote for the CLI's `local` profile."""
         return json.loads((self.data_dir / "dev.json").read_text())
 
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local emulator, signed with the installation's credentials
+        (the emulator refuses anything else)."""
+        import boto3
+
+        from runtime.local.dev import credentials_file
+        from runtime.local.identity import AWS_PROFILE
+
+        session = boto3.Session(profile_name=AWS_PROFILE, region_name=self.profile["region"])
+        # the shared-credentials file of this data directory, whatever the environment says
+        session._session.set_config_variable(
+            "credentials_file", str(credentials_file(self.data_dir))
+        )
+        return session.client(service, endpoint_url=self.profile["cognito_endpoint"])
+
+    def dsn(self, database: str = "collections") -> str:
+        """A libpq connection string for the local database (password from its 0600 file)."""
+        passfile = self.data_dir / "postgres.pgpass"
+        return (
+            f"host=127.0.0.1 port={self.postgres_port} user=postgres dbname={database} "
+            f"passfile={passfile}"
+        )
+
 
 def spawn_dev(
     data_dir: Path,
