@@ -96,6 +96,7 @@ functions = Functions(
         idempotency_table=storage.idempotency_table.name,
         anthropic_api_key_param=secrets.name_of("anthropicApiKey"),
         voyage_api_key_param=secrets.name_of("voyageApiKey"),
+        cursor_key_param=secrets.name_of("cursorKey"),
         cognito_user_pool_id=auth.user_pool_id,
         cognito_app_client_id=auth.client_id,
         anthropic_model=fcfg.anthropic_model,
@@ -118,6 +119,7 @@ functions = Functions(
         anthropic_param_arn=secrets.arn_of("anthropicApiKey"),
         voyage_param_arn=secrets.arn_of("voyageApiKey"),
         conversations_table_arn=storage.conversations_table.arn,
+        cursor_param_arn=secrets.arn_of("cursorKey"),
         tavily_param_arn=secrets.arn_of("tavilyApiKey") if cfg.secrets.tavily_api_key else None,
     ),
 )

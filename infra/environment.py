@@ -45,6 +45,7 @@ class RuntimeRefs:
     idempotency_table: Any
     anthropic_api_key_param: Any
     voyage_api_key_param: Any
+    cursor_key_param: Any
     cognito_user_pool_id: Any
     cognito_app_client_id: Any
     anthropic_model: str
@@ -92,6 +93,8 @@ def function_environment(fn: Function, refs: RuntimeRefs) -> dict[str, Any]:
             "ANTHROPIC_API_KEY_PARAM": refs.anthropic_api_key_param,
             "ANTHROPIC_MODEL": refs.anthropic_model,
         }
+    if Resource.CURSOR_KEY in resources:
+        env["CURSOR_KEY_PARAM"] = refs.cursor_key_param
     if Resource.VOYAGE_KEY in resources:
         env |= {
             "EMBEDDER": "voyage",

@@ -52,6 +52,7 @@ class AccessTargets:
     anthropic_param_arn: str
     voyage_param_arn: str
     conversations_table_arn: str
+    cursor_param_arn: str
     # Set only when the stack configures a Tavily key: no key, no parameter, no permission.
     tavily_param_arn: str | None = None
 
@@ -127,6 +128,7 @@ def resource_statements(fn: Function, t: AccessTargets) -> list[dict[str, Any]]:
     for resource, sid, arn in (
         (Resource.ANTHROPIC_KEY, "ReadAnthropicKey", t.anthropic_param_arn),
         (Resource.VOYAGE_KEY, "ReadVoyageKey", t.voyage_param_arn),
+        (Resource.CURSOR_KEY, "ReadCursorKey", t.cursor_param_arn),
     ):
         if resource in fn.resources:
             out.append(_allow(sid, ["ssm:GetParameter"], [arn]))

@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     trusted_proxies: tuple[str, ...] = ()
     # The SSM SecureString holding the key that authenticates page cursors; unset: a random key
     # per process (cursors then do not outlive it).
-    cursor_key_param: str | None = None
+    cursor_key_param: str | None = Field(
+        None, json_schema_extra=deployed("parameter", Resource.CURSOR_KEY)
+    )
     git_sha: str = "dev"
     build_time: str = "dev"
     # Requests per minute per user (and per client IP) where the API is the last line (local

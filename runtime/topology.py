@@ -44,6 +44,7 @@ class Resource(StrEnum):
     EVENTS = "events:bus"  # PutEvents on the pipeline bus
     ANTHROPIC_KEY = "ssm:anthropicApiKey"
     VOYAGE_KEY = "ssm:voyageApiKey"
+    CURSOR_KEY = "ssm:cursorKey"  # the page cursors' MAC key, generated once per stack
     IDEMPOTENCY = "dynamodb:idempotency"
     CONVERSATIONS = "dynamodb:conversations"
     TAVILY_KEY = "ssm:tavilyApiKey"  # optional: granted only when the stack configures it
@@ -140,6 +141,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 Resource.USER_OBJECTS,
                 Resource.VOYAGE_KEY,
                 Resource.CONVERSATIONS,
+                Resource.CURSOR_KEY,
             }
         ),
         writes=frozenset(

@@ -63,6 +63,7 @@ class TargetArns:
     anthropic_param_arn: pulumi.Input[str]
     voyage_param_arn: pulumi.Input[str]
     conversations_table_arn: pulumi.Input[str]
+    cursor_param_arn: pulumi.Input[str]
     tavily_param_arn: pulumi.Input[str] | None = None
 
     def resolve(self) -> pulumi.Output[AccessTargets]:

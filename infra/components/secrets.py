@@ -1,15 +1,23 @@
 """Secrets: the API keys from Pulumi config secrets into SSM SecureString parameters named
-``/collections/<stack>/<configKey>``. Functions receive the parameter *names* and read the values
-at run time; the values exist only in the (encrypted) config and in these parameters.
+``/collections/<stack>/<configKey>``, and the stack's generated secrets (``GENERATED``: the page
+cursors' MAC key) under the same scheme. Functions receive the parameter *names* and read the
+values at run time; the values exist only in the (encrypted) config or state and in these
+parameters.
 """
 
 from __future__ import annotations
+
+import secrets
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.config import SecretsConfig
 from infra.options import options_for
+
+# Secrets the program makes itself: a random value at creation, kept afterwards (its changes
+# are ignored, so a later `pulumi up` does not rotate it and invalidate every cursor).
+GENERATED = ("cursorKey",)
 
 
 def parameter_name(stack: str, key: str) -> str:
@@ -39,6 +47,21 @@ class Secrets(pulumi.ComponentResource):
                 description=f"Collections {stack}: {key} (from Pulumi config secret)",
                 # A fixed name cannot coexist with its replacement; a type/key change replaces it.
                 opts=options_for("ssm-parameter", protect=False, name=f"{name}-{key}", parent=self),
+            )
+        for key in GENERATED:
+            self.parameters[key] = aws.ssm.Parameter(
+                f"{name}-{key}",
+                name=parameter_name(stack, key),
+                type="SecureString",
+                value=pulumi.Output.secret(secrets.token_urlsafe(32)),
+                description=f"Collections {stack}: {key} (generated at creation)",
+                opts=options_for(
+                    "ssm-parameter",
+                    protect=False,
+                    name=f"{name}-{key}",
+                    parent=self,
+                    ignore_changes=["value"],
+                ),
             )
         self.register_outputs({k: p.name for k, p in self.parameters.items()})
 

@@ -99,6 +99,10 @@ class LocalPostgres:
         options = f"-h {self.host} -p {self.port} -c unix_socket_directories=''"
         if self.ephemeral:
             options += "".join(f" -c {k}={v}" for k, v in EPHEMERAL_SETTINGS.items())
+        self._pg_ctl_start(options)
+        return self
+
+    def _pg_ctl_start(self, options: str) -> None:
         self._run(
             "pg_ctl",
             "-D",
@@ -112,7 +116,6 @@ class LocalPostgres:
             "30",
             "start",
         )
-        return self
 
     def _initdb(self, password: str) -> None:
         initial = self.data_dir.with_name(f".{self.data_dir.name}.initpw")
@@ -148,17 +151,7 @@ class LocalPostgres:
         if self._run_as:
             shutil.chown(socket_dir, self._run_as, self._run_as)
         options = f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}'"
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data_dir),
-            "-l",
-            str(self.log_file),
-            "-o",
-            options,
-            "-w",
-            "start",
-        )
+        self._pg_ctl_start(options)
         try:
             escaped = password.replace("'", "''")
             self._run(

@@ -34,14 +34,17 @@ class SpawnedDev:
         import boto3
 
         from runtime.local.dev import credentials_file
-        from runtime.local.identity import AWS_PROFILE
+        from runtime.local.identity import AwsCredentials
 
-        session = boto3.Session(profile_name=AWS_PROFILE, region_name=self.profile["region"])
-        # the shared-credentials file of this data directory, whatever the environment says
-        session._session.set_config_variable(
-            "credentials_file", str(credentials_file(self.data_dir))
+        credentials = AwsCredentials.load_or_create(credentials_file(self.data_dir))
+        return boto3.client(
+            service,
+            endpoint_url=self.profile["cognito_endpoint"],
+            region_name=self.profile["region"],
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=None,
         )
-        return session.client(service, endpoint_url=self.profile["cognito_endpoint"])
 
     def dsn(self, database: str = "collections") -> str:
         """A libpq connection string for the local database (password from its 0600 file)."""

@@ -85,6 +85,7 @@ def targets(env: LocalCloud, parameters: dict[str, str]) -> AccessTargets:
         anthropic_param_arn=arn.format("ssm", f"parameter{parameters['anthropicApiKey']}"),
         voyage_param_arn=arn.format("ssm", f"parameter{parameters['voyageApiKey']}"),
         conversations_table_arn=arn.format("dynamodb", f"table/{env.conversations_table}"),
+        cursor_param_arn=arn.format("ssm", f"parameter{parameters['cursorKey']}"),
     )
 
 
@@ -185,7 +186,9 @@ def test_the_handlers_calls_are_what_their_policies_allow(
     from tests.test_pipeline import new_item, reload, upload
 
     # The API key as on AWS: a SecureString parameter the function is told the name of.
-    parameters = {k: f"/collections/{env.stack}/{k}" for k in ("anthropicApiKey", "voyageApiKey")}
+    parameters = {
+        k: f"/collections/{env.stack}/{k}" for k in ("anthropicApiKey", "voyageApiKey", "cursorKey")
+    }
     env.client("ssm").put_parameter(
         Name=parameters["anthropicApiKey"], Value="sk-ant-test-key", Type="SecureString"
     )
@@ -255,7 +258,7 @@ def test_the_handlers_calls_are_what_their_policies_allow(
 def test_a_missing_grant_is_denied(env: LocalCloud) -> None:
     """The evaluation itself: a call outside the policy is denied, one inside is allowed."""
     fn = function("thumbnail")
-    params = {k: f"/collections/x/{k}" for k in ("anthropicApiKey", "voyageApiKey")}
+    params = {k: f"/collections/x/{k}" for k in ("anthropicApiKey", "voyageApiKey", "cursorKey")}
     policy = function_policy(
         fn, targets(env, params), log_group_arn="l", dead_letter_queue_arn=None
     )

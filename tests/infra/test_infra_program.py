@@ -28,6 +28,7 @@ from infra_harness import (
 
 from infra import MIGRATIONS_DIR
 from infra.build import migrations_hash
+from infra.components.secrets import GENERATED
 from infra.environment import EVENT_SOURCE
 from runtime.config import Settings
 from runtime.topology import (
@@ -408,6 +409,7 @@ def check_statement(d: Deployment, fn: Function, fn_res: Res, s: dict[str, Any])
                 key = {
                     Resource.ANTHROPIC_KEY: "anthropicApiKey",
                     Resource.VOYAGE_KEY: "voyageApiKey",
+                    Resource.CURSOR_KEY: "cursorKey",
                 }
                 allowed = {parameter(d, key[r]).state["arn"] for r in fn.resources if r in key}
                 assert resource in allowed, (fn.name, resource)
@@ -782,7 +784,8 @@ def test_no_secret_value_outside_the_securestring_parameters(deployment: Deploym
         if r.type == PARAMETER:
             assert r.inputs["type"] == "SecureString"
             assert is_secret_value(r.inputs["value"]), "the value must stay a Pulumi secret"
-            assert len(leaked) == 1
+            generated = r.inputs["name"].rsplit("/", 1)[1] in GENERATED
+            assert len(leaked) == (0 if generated else 1)
         else:
             assert not leaked, f"secret value in the inputs of {r.type} {r.name}"
     outputs = json.dumps(deployment.outputs, default=str)
@@ -792,12 +795,16 @@ def test_no_secret_value_outside_the_securestring_parameters(deployment: Deploym
 
 def test_parameters_use_one_naming_scheme_and_functions_get_names(deployment: Deployment) -> None:
     names = sorted(p.inputs["name"] for p in deployment.of_type(PARAMETER))
-    assert names == ["/collections/dev/anthropicApiKey", "/collections/dev/voyageApiKey"]
+    assert names == [
+        "/collections/dev/anthropicApiKey",
+        "/collections/dev/cursorKey",
+        "/collections/dev/voyageApiKey",
+    ]
     for fn in FUNCTIONS:
         env = lambda_of(deployment, fn).inputs["environment"]["variables"]
         for key, value in env.items():
             assert not key.endswith("_API_KEY"), key
-            if key.endswith("_API_KEY_PARAM"):
+            if key.endswith("_PARAM"):
                 assert value in names
         if Resource.DATABASE_ADMIN in fn.resources:
             assert env["COLLECTIONS_DB_SECRET_ARN"] == secret_arn(deployment)

@@ -50,6 +50,7 @@ TARGETS = AccessTargets(
     conversations_table_arn="arn:aws:dynamodb:us-east-1:1:table/conversations",
     anthropic_param_arn="arn:aws:ssm:us-east-1:1:parameter/collections/dev/anthropicApiKey",
     voyage_param_arn="arn:aws:ssm:us-east-1:1:parameter/collections/dev/voyageApiKey",
+    cursor_param_arn="arn:aws:ssm:us-east-1:1:parameter/collections/dev/cursorKey",
 )
 LOG_GROUP = "arn:aws:logs:us-east-1:1:log-group:/collections/dev/x"
 
@@ -138,6 +139,7 @@ def test_thumbnailer_reads_originals_and_writes_derivatives_nothing_else_in_s3()
     assert st["OnFailureDestination"]["Resource"] == ["arn:aws:sqs:us-east-1:1:dlq"]
     assert st["Logs"]["Resource"] == [f"{LOG_GROUP}:*"]
     assert "ReadAnthropicKey" not in st and "ReadVoyageKey" not in st
+    assert "ReadCursorKey" not in st
 
 
 def test_only_xray_and_vpc_actions_use_a_wildcard_resource() -> None:
@@ -151,7 +153,14 @@ def test_only_xray_and_vpc_actions_use_a_wildcard_resource() -> None:
 def test_secret_access_is_declared_access() -> None:
     st = _statements(function("analyze"))
     assert st["ReadAnthropicKey"]["Resource"] == [TARGETS.anthropic_param_arn]
-    assert "ReadVoyageKey" not in st
+    assert "ReadVoyageKey" not in st and "ReadCursorKey" not in st
+    api = _statements(function("api"))
+    assert api["ReadCursorKey"] == {
+        "Sid": "ReadCursorKey",
+        "Effect": "Allow",
+        "Action": ["ssm:GetParameter"],
+        "Resource": [TARGETS.cursor_param_arn],
+    }
     assert st["WriteIdempotency"]["Action"] == [
         "dynamodb:DeleteItem",
         "dynamodb:PutItem",
@@ -189,6 +198,7 @@ def _refs() -> RuntimeRefs:
         idempotency_table="idem",
         anthropic_api_key_param="/collections/dev/anthropicApiKey",
         voyage_api_key_param="/collections/dev/voyageApiKey",
+        cursor_key_param="/collections/dev/cursorKey",
         cognito_user_pool_id="us-east-1_pool",
         cognito_app_client_id="client",
         anthropic_model="claude-sonnet-4-6",
@@ -217,6 +227,9 @@ def test_environment_carries_parameter_names_never_values() -> None:
     assert "COLLECTIONS_ANTHROPIC_API_KEY" not in env
     assert env["COLLECTIONS_ANALYZER"] == "anthropic"
     assert env["COLLECTIONS_EVENT_SOURCE"] == EVENT_SOURCE == Settings().event_source
+    assert "COLLECTIONS_CURSOR_KEY_PARAM" not in env
+    api = function_environment(function("api"), _refs())
+    assert api["COLLECTIONS_CURSOR_KEY_PARAM"] == "/collections/dev/cursorKey"
 
 
 def test_only_the_http_function_learns_the_cognito_ids() -> None:
