@@ -73,9 +73,10 @@ def _start(data_dir: Path, log: Path) -> LocalProduct:
         # where `collections dev` records its data directory for the CLI
         "COLLECTIONS_CONFIG_DIR": str(data_dir.parent / "dev-config"),
         # An API key is stored as an SSM SecureString (the emulator's state must still save);
-        # analysis stays offline for the test.
+        # analysis and the assistant stay offline for the test.
         "ANTHROPIC_API_KEY": "sk-ant-not-used-by-these-tests",
         "COLLECTIONS_ANALYZER": "local",
+        "COLLECTIONS_ASSISTANT": "local",
     }
     try:
         spawned = spawn_dev(
