@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -176,9 +175,7 @@ def demo_password(product: SpawnedDev) -> tuple[str, str]:
 
 def second_user(product: SpawnedDev) -> tuple[str, str]:
     profile = product.profile
-    idp = boto3.client(
-        "cognito-idp", endpoint_url=profile["cognito_endpoint"], region_name=profile["region"]
-    )
+    idp = product.client("cognito-idp")  # the emulator takes the installation's credentials only
     create_user(idp, LocalPool(profile["user_pool_id"], profile["app_client_id"]), *SECOND_USER)
     return SECOND_USER
 
