@@ -5,8 +5,8 @@ a second start on the same folder reuses its data.
 
 Connections need a password (scram-sha-256; no ``trust``, not even on loopback): it is generated
 at the first start and kept, with mode 0600, in a libpq password file next to the cluster
-(``<folder>.pgpass``). Processes find it through ``PGPASSFILE``, so database URLs carry no
-password. A cluster made by an earlier version with ``trust`` is converted on its next start.
+(``<folder>.pgpass``). Database URLs name that file (``passfile``), never the password. A
+cluster made by an earlier version with ``trust`` is converted on its next start.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 SUPERUSER = "postgres"
@@ -64,14 +65,22 @@ class LocalPostgres:
         return self.data_dir.with_name(f"{self.data_dir.name}.pgpass")
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://{SUPERUSER}@{self.host}:{self.port}/{database}"
+        """The database's URL: it names the password file (libpq's ``passfile``), never the
+        password."""
+        return (
+            f"postgresql+psycopg://{SUPERUSER}@{self.host}:{self.port}/{database}"
+            f"?passfile={quote(str(self.password_file))}"
+        )
 
     def environment(self) -> dict[str, str]:
         """What a process needs to connect (the password file's path, not the password)."""
         return {"PGPASSFILE": str(self.password_file)}
 
     def _dsn(self, database: str) -> str:
-        return f"host={self.host} port={self.port} user={SUPERUSER} dbname={database}"
+        return (
+            f"host={self.host} port={self.port} user={SUPERUSER} dbname={database} "
+            f"passfile='{self.password_file}'"
+        )
 
     def _password(self) -> str:
         if self.password_file.exists():
@@ -84,7 +93,6 @@ class LocalPostgres:
 
         # host:port:database:user:password; the port changes between starts, so any port.
         write_private(self.password_file, f"{self.host}:*:*:{SUPERUSER}:{password}\n".encode())
-        os.environ["PGPASSFILE"] = str(self.password_file)
 
     def start(self) -> LocalPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
