@@ -55,6 +55,8 @@ class AccessTargets:
     cursor_param_arn: str
     # Set only when the stack configures a Tavily key: no key, no parameter, no permission.
     tavily_param_arn: str | None = None
+    # The dead-letter queues of the event-triggered functions (what the consumer reads).
+    dead_letter_queue_arns: tuple[str, ...] = ()
 
 
 def assume_role_policy() -> PolicyDocument:
@@ -148,6 +150,23 @@ def resource_statements(fn: Function, t: AccessTargets) -> list[dict[str, Any]]:
         if Resource.CONVERSATIONS in reads and _creates_conversations(fn):
             actions += ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
         out.append(_allow("WriteConversations", actions, [t.conversations_table_arn]))
+    if Resource.DEAD_LETTERS in reads:
+        # What an SQS event source mapping needs of its function's role to poll the queues.
+        out.append(
+            _allow(
+                "ReadDeadLetters",
+                ["sqs:ReceiveMessage", "sqs:GetQueueAttributes"],
+                list(t.dead_letter_queue_arns),
+            )
+        )
+    if Resource.DEAD_LETTERS in writes:
+        out.append(
+            _allow(
+                "SettleDeadLetters",
+                ["sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+                list(t.dead_letter_queue_arns),
+            )
+        )
     if Resource.IDEMPOTENCY in reads:
         out.append(_allow("ReadIdempotency", ["dynamodb:GetItem"], [t.idempotency_table_arn]))
     if Resource.IDEMPOTENCY in writes:

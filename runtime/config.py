@@ -182,6 +182,8 @@ class Settings(BaseSettings):
     tavily_base_url: str = "https://api.tavily.com"
 
     stale_upload_minutes: int = Field(default=60, ge=1)
+    # An item in processing, analyzing or indexing with no progress for this long is failed
+    # (``stalled``) by cleanup: longer than an event's retries can last (maximum event age 1 h).
     stale_processing_minutes: int = Field(default=120, ge=1)
 
 

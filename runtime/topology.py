@@ -40,6 +40,7 @@ class Resource(StrEnum):
     DATABASE_ADMIN = "database:admin"  # as the master user, via the RDS-managed secret
     ORIGINALS = "s3:originals"  # users/*/items/*/original
     DERIVED = "s3:derived"  # users/*/items/*/derived/*
+    DEAD_LETTERS = "sqs:deadLetters"  # the dead-letter queues of the event-triggered functions
     USER_OBJECTS = "s3:users"  # everything under users/ (list and delete)
     EVENTS = "events:bus"  # PutEvents on the pipeline bus
     ANTHROPIC_KEY = "ssm:anthropicApiKey"
@@ -72,6 +73,12 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class DeadLetters:
+    """Records from the dead-letter queues of every event-triggered function (an SQS event
+    source on AWS): what exhausted its retries, so its item can be failed with a reason."""
+
+
+@dataclass(frozen=True)
 class Http:
     """The HTTP API. ``public_routes`` need no token; everything else is authorized."""
 
@@ -96,7 +103,7 @@ class Deploy:
     """Invoked once per deployment whose migration set changed (never by an event)."""
 
 
-Trigger = ObjectCreated | OnEvent | Schedule | Http | Deploy
+Trigger = ObjectCreated | OnEvent | Schedule | DeadLetters | Http | Deploy
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,17 @@ FUNCTIONS: tuple[Function, ...] = (
         reserved_concurrency=1,
     ),
     Function(
+        name="deadletter",
+        handler="runtime.handlers.deadletter.handler",
+        trigger=DeadLetters(),
+        memory_mb=512,
+        timeout_s=60,
+        reserved_concurrency=1,  # rare, small batches; keeps the database's connection budget
+        reads=frozenset({Resource.DEAD_LETTERS, Resource.DATABASE}),
+        writes=frozenset({Resource.DEAD_LETTERS, Resource.DATABASE, Resource.EVENTS}),
+        description="Fails the item of every event that exhausted its retries",
+    ),
+    Function(
         name="migrate",
         handler="runtime.handlers.migrate.handler",
         trigger=Deploy(),
@@ -252,6 +270,27 @@ def function(name: str) -> Function:
 def event_functions() -> tuple[Function, ...]:
     """Functions invoked asynchronously by EventBridge (each needs a retry policy and a DLQ)."""
     return tuple(f for f in FUNCTIONS if isinstance(f.trigger, ObjectCreated | OnEvent | Schedule))
+
+
+def dead_letter_consumer() -> Function:
+    """The function that reads every event function's dead-letter queue."""
+    (consumer,) = (f for f in FUNCTIONS if isinstance(f.trigger, DeadLetters))
+    return consumer
+
+
+def function_for_event(detail_type: str, source: str) -> Function | None:
+    """The event-triggered function that an event of this type and source was meant for."""
+    for fn in FUNCTIONS:
+        trigger = fn.trigger
+        if isinstance(trigger, ObjectCreated):
+            matches = source == "aws.s3" and detail_type == "Object Created"
+        elif isinstance(trigger, OnEvent):
+            matches = detail_type in {str(t) for t in trigger.detail_types}
+        else:
+            matches = isinstance(trigger, Schedule) and detail_type == "Scheduled Event"
+        if matches:
+            return fn
+    return None
 
 
 PIPELINE_EVENT_SOURCE = "collections.pipeline"

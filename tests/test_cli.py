@@ -182,3 +182,107 @@ def test_validation_errors_print_their_details() -> None:
     assert "(422 validation_error)" in message
     assert "query.q: String should have at most 1000 characters" in message
     assert "\n  size: Input should be greater than or equal to 1" in message
+
+
+class FlakyApi:
+    """The API as `upload --wait` sees it: creating uploads, then listing items, with outages."""
+
+    def __init__(self, *, outage_calls: int, existing: dict[str, str]) -> None:
+        self.outage_calls = outage_calls  # how many listings fail before the API answers
+        self.existing = existing  # sha256 -> item id already in the collection
+        self.created: list[str] = []
+        self.listings = 0
+
+    def create_upload(self, path: Path, content_type: str, sha256: str | None = None) -> dict:
+        from runtime.cli.api import ApiError
+
+        if sha256 in self.existing:
+            raise ApiError(
+                409,
+                "already (409 duplicate_item)",
+                code="duplicate_item",
+                item_id=self.existing[sha256],
+            )
+        item_id = f"item-{len(self.created)}"
+        self.created.append(item_id)
+        return {"item": {"id": item_id}, "upload": {}}
+
+    def send_upload(self, form: dict, path: Path) -> None:
+        return None
+
+    def items(self, **params: object) -> dict:
+        from runtime.cli.api import ApiError
+
+        self.listings += 1
+        if self.listings <= self.outage_calls:
+            raise ApiError(0, "cannot reach http://127.0.0.1:1: connection refused")
+        items = [
+            {"id": item_id, "status": "ready" if n else "failed", "failure": None}
+            for n, item_id in enumerate(self.created)
+        ]
+        items[0]["failure"] = {"stage": "thumbnail", "reason": "not_an_image: text"}
+        return {"items": items, "next_cursor": None}
+
+
+def _upload_args(paths: list[Path], **extra: object) -> object:
+    import argparse
+
+    return argparse.Namespace(paths=paths, json=True, wait=True, timeout=60.0, parallel=1, **extra)
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    from runtime.cli import commands
+
+    slept: list[float] = []
+    monkeypatch.setattr(commands.time, "sleep", slept.append)
+    return slept
+
+
+def test_upload_wait_survives_an_outage_and_reports_every_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_sleep: list[float]
+) -> None:
+    import hashlib
+
+    from runtime.cli.commands import _upload
+
+    files = []
+    for name, data in (("bad.jpg", b"not a jpeg"), ("good.png", b"png"), ("again.jpg", b"dup")):
+        (tmp_path / name).write_bytes(data)
+        files.append(tmp_path / name)
+    api = FlakyApi(outage_calls=4, existing={hashlib.sha256(b"dup").hexdigest(): "item-old"})
+    code = _upload(api, _upload_args([tmp_path]))  # type: ignore[arg-type]
+
+    out, err = capsys.readouterr()
+    summary = {Path(u["file"]).name: u for u in json.loads(out)}
+    assert code == 1  # one item failed
+    assert summary["bad.jpg"]["status"] == "failed"
+    assert summary["bad.jpg"]["failure"] == "thumbnail: not_an_image: text"
+    assert summary["good.png"]["status"] == "ready"
+    assert summary["again.jpg"] == {
+        "file": str(tmp_path / "again.jpg"),
+        "item_id": "item-old",
+        "status": "duplicate",
+        "failure": None,
+    }
+    assert err.count("the API is not answering") == 1 and "the API answers again" in err
+    assert no_sleep[:4] == [1.0, 2.0, 4.0, 8.0]  # backoff while it was unreachable
+
+
+def test_upload_wait_ends_with_a_summary_when_the_api_never_comes_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.cli import commands
+
+    clock = [0.0]
+    monkeypatch.setattr(commands.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(commands.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    (tmp_path / "a.jpg").write_bytes(b"a")
+    api = FlakyApi(outage_calls=10_000, existing={})
+    args = _upload_args([tmp_path / "a.jpg"])
+    args.json = False  # type: ignore[attr-defined]
+    code = commands._upload(api, args)  # type: ignore[arg-type]
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "not ready after 60 s; the API was unreachable: cannot reach" in err
+    assert out.strip().splitlines()[-1] == "1 failed"

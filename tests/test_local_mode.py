@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from runtime.local.cognito import LocalPool, create_user
 from runtime.local.spawn import SpawnedDev, spawn_dev
 from tests.conftest import dataset
-from tests.corpus import bad_image_corpus
+from tests.corpus import bad_image_corpus, write_hostile_corpus
+from tests.fakes.model_server import FakeModelServer
 
 START_TIMEOUT_S = 300
 
@@ -66,6 +67,13 @@ class LocalProduct:
             for child in psutil.Process(self.process.pid).children()
             if "runtime.local.worker" in " ".join(child.cmdline())
         ]
+
+
+def _descendants(process: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _start(data_dir: Path, log: Path) -> LocalProduct:
@@ -328,3 +336,124 @@ def test_restart_keeps_the_data(product: LocalProduct, tmp_path: Path) -> None:
     opened = product.cli("open", ready["id"], "--output", str(thumbnail), config=config)
     assert opened.returncode == 0, opened.stderr
     assert thumbnail.read_bytes()[:4] == b"RIFF"
+
+
+def _reports(product: LocalProduct, since: float) -> list[dict]:
+    """The workers' per-invocation reports (like Lambda's REPORT lines) written since ``since``."""
+    from datetime import datetime
+
+    path = product.data_dir / "invocations.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in lines if datetime.fromisoformat(r["time"]).timestamp() >= since]
+
+
+def test_hostile_files_end_in_their_state_within_a_minute_under_the_memory_sizes(
+    product: LocalProduct, tmp_path: Path
+) -> None:
+    from datetime import datetime
+
+    from runtime.topology import function
+
+    expected = {path.name: want for path, want in write_hostile_corpus(tmp_path / "h").items()}
+    config = tmp_path / "demo"
+    assert product.cli("login", config=config).returncode == 0
+    since = time.time()
+    done = product.cli(
+        "upload", str(tmp_path / "h"), "--wait", "--json", "--timeout", "300", config=config
+    )
+    assert done.returncode == 1, done.stderr  # the failing files
+    results = {Path(u["file"]).name: u for u in json.loads(done.stdout)}
+    assert set(results) == set(expected)
+    listed = {
+        i["id"]: i
+        for i in _json(product.cli("ls", "--json", "--limit", "100", config=config))["items"]
+    }
+    for name, want in expected.items():
+        got = results[name]
+        if want.reason == "empty_file":  # refused by the API: no item is ever created
+            assert got["item_id"] is None and "422" in got["failure"], got
+            continue
+        assert got["status"] == want.status, (name, got)
+        item = listed[got["item_id"]]
+        if want.status == "failed":
+            assert got["failure"].startswith(f"thumbnail: {want.reason}"), (name, got)
+        else:
+            assert [w["code"] for w in item["warnings"]] == list(want.warnings), (name, item)
+            if want.size:
+                assert (item["width"], item["height"]) == want.size, (name, item)
+        took = datetime.fromisoformat(item["updated_at"]) - datetime.fromisoformat(
+            item["created_at"]
+        )
+        assert took.total_seconds() < 60, (name, took)
+
+    reports = _reports(product, since)
+    assert {"thumbnail", "analyze", "embed"} <= {r["function"] for r in reports}
+    for report in reports:
+        assert report["memory_size_mb"] == function(report["function"]).memory_mb
+        assert 0 < report["max_memory_used_mb"] < report["memory_size_mb"], report
+        assert report["error_type"] is None, report
+    peaks = {
+        fn: max(r["max_memory_used_mb"] for r in reports if r["function"] == fn)
+        for fn in {r["function"] for r in reports}
+    }
+    print("peak memory per function (MB):", peaks)
+
+
+def test_a_worker_killed_during_analysis_costs_no_second_call(tmp_path: Path) -> None:
+    """kill -9 of the process running the model call: the event is delivered again, waits for
+    the dead attempt's idempotency record to expire, and the item ends ready with one analysis
+    and one answered (paid) call."""
+    with FakeModelServer() as claude:
+        claude.script("/v1/messages", [("sleep", 8)])  # the first call hangs: kill it there
+        try:
+            spawned = spawn_dev(
+                tmp_path / "data",
+                tmp_path / "dev.log",
+                workers=1,
+                attempt_timeout_s=5,
+                timeout_s=START_TIMEOUT_S,
+                extra_env={
+                    "ANTHROPIC_API_KEY": "sk-ant-local-test",
+                    "COLLECTIONS_ANTHROPIC_BASE_URL": claude.url,
+                },
+            )
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        product = LocalProduct(spawned.process, spawned.data_dir, spawned.log)
+        try:
+            config = tmp_path / "demo"
+            assert product.cli("login", config=config).returncode == 0
+            photo = tmp_path / "photo.jpg"
+            photo.write_bytes(
+                dataset("screenshots")
+                .joinpath(sorted(p.name for p in dataset("screenshots").glob("*.jpg"))[20])
+                .read_bytes()
+            )
+            item_id = _json(product.cli("upload", str(photo), "--json", config=config))[0][
+                "item_id"
+            ]
+            deadline = time.monotonic() + 120
+            while claude.count("/v1/messages") == 0:
+                assert time.monotonic() < deadline, "the analysis never called the model"
+                time.sleep(0.2)
+            (analyzing,) = [
+                p
+                for p in _descendants(product.process)
+                if "runtime.local.sandbox" in " ".join(p.cmdline()) and "analyze" in p.cmdline()
+            ]
+            analyzing.kill()  # SIGKILL, mid-call
+
+            deadline = time.monotonic() + 180
+            while (item := _json(product.cli("show", item_id, "--json", config=config)))[
+                "status"
+            ] not in ("ready", "failed"):
+                assert time.monotonic() < deadline, item
+                time.sleep(1)
+            assert item["status"] == "ready", item
+            assert item["analysis"]["version"] == 1 and item["analysis"]["provider"] == "anthropic"
+            assert claude.count("/v1/messages") == 2  # the killed request, then one more
+            assert claude.answered("/v1/messages") == 1  # one answered: one paid call
+            assert claude.problems == []
+            assert "Runtime.ExitError" in product.log.read_text()
+        finally:
+            _stop(product)

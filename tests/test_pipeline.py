@@ -321,9 +321,10 @@ def test_cleanup_fails_abandoned_items_and_removes_orphans(env: LocalCloud) -> N
     report = invoke("cleanup", scheduled_event("collections-cleanup"))
     # orphans younger than the upload window are kept (an upload may be in flight)
     assert report["orphan_objects"] == 0
-    assert report["abandoned_uploads"] == 1 and report["stuck_processing"] == 1
+    assert report["abandoned_uploads"] == 1 and report["stalled_items"] == 1
     assert reload(abandoned).failure_reason.startswith("upload_abandoned")
-    assert reload(processing).failure_reason.startswith("processing_timeout")
+    stalled = reload(processing)
+    assert (stalled.failure_stage, stalled.failure_reason.split(":")[0]) == ("thumbnail", "stalled")
     assert reload(healthy).status == "uploading"
 
     from runtime.domain.cleanup_stage import run_cleanup
@@ -360,3 +361,166 @@ def test_all_screenshots_become_ready_with_offline_providers(
         documents = session.scalar(select(func.count()).select_from(SearchDocument))
     assert providers == {"local"} and documents == 96
     assert pump.failures == 0
+
+
+def test_a_crashed_attempt_is_in_progress_and_the_next_delivery_waits_it_out(
+    env: LocalCloud,
+) -> None:
+    """A worker killed mid-call leaves the call's record "in progress"; the next delivery is
+    not a failure: it waits until the record expires with the dead attempt's timeout, then
+    makes the call itself, once."""
+    from runtime.adapters.idempotency import IdempotentCalls
+
+    guard = IdempotentCalls(env.idempotency_table, env.client("dynamodb"))
+    calls: list[str] = []
+
+    def crash() -> dict:
+        calls.append("crashed")
+        raise KeyboardInterrupt  # not an Exception: Powertools keeps the record in progress
+
+    guard.register_context(LocalContext("analyze", 1024, 3))  # the dead attempt's timeout
+    with pytest.raises(KeyboardInterrupt):
+        guard.run("analyze:item:1", crash)
+
+    def succeed() -> dict:
+        calls.append("paid")
+        return {"analysis": "ok"}
+
+    guard.register_context(LocalContext("analyze", 1024, 30))
+    assert guard.run("analyze:item:1", succeed) == {"analysis": "ok"}
+    assert calls == ["crashed", "paid"]
+    assert 1.5 <= guard.waited_s <= 5
+    # and a redelivery after that gets the stored result without a call
+    assert guard.run("analyze:item:1", succeed) == {"analysis": "ok"}
+    assert calls == ["crashed", "paid"]
+
+
+def test_waiting_for_an_attempt_in_progress_is_bounded_by_the_invocation(env: LocalCloud) -> None:
+    from runtime.adapters.idempotency import IdempotentCalls
+    from runtime.domain.errors import TransientError
+
+    guard = IdempotentCalls(env.idempotency_table, env.client("dynamodb"))
+    guard.register_context(LocalContext("analyze", 1024, 60))
+
+    def crash() -> dict:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        guard.run("analyze:item:2", crash)
+    guard.register_context(LocalContext("analyze", 1024, 3))  # less time left than the lock
+    with pytest.raises(TransientError, match="still in progress"):
+        guard.run("analyze:item:2", lambda: {"never": "called"})
+
+
+def test_dead_letters_fail_their_item_only_where_the_event_left_it(env: LocalCloud) -> None:
+    from runtime.domain.deadletter_stage import DeadLetter
+    from runtime.local.cloud import Attempt, failure_record
+
+    analyzing = new_item()
+    moved_on = new_item()
+    with session_scope() as session:
+        session.execute(
+            update(Item).where(Item.id == analyzing.id).values(status="analyzing", generation=1)
+        )
+        session.execute(
+            update(Item).where(Item.id == moved_on.id).values(status="analyzing", generation=2)
+        )
+
+    def analysis_event(item: Item, generation: int) -> dict:
+        return eventbridge_event(
+            "ImageProcessed",
+            {
+                "item_id": str(item.id),
+                "user_id": USER,
+                "generation": generation,
+                "analysis_key": "k",
+                "width": 1,
+                "height": 1,
+                "content_type": "image/jpeg",
+            },
+            source="collections.pipeline",
+        )
+
+    records = [
+        failure_record(
+            function("analyze"),
+            analysis_event(analyzing, 1),
+            Attempt("Runtime.OutOfMemory", "1100 MB resident exceeds the function's 1024 MB"),
+            3,
+        ),
+        # a re-analysis (generation 2) superseded this one: its dead letter changes nothing
+        failure_record(
+            function("analyze"), analysis_event(moved_on, 1), Attempt("TransientError", "x"), 3
+        ),
+    ]
+    batch = {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"r{i}",
+                "body": json.dumps(record),
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:analyze-dlq",
+                "awsRegion": "us-east-1",
+            }
+            for i, record in enumerate(records)
+        ]
+    }
+    assert invoke("deadletter", batch) == {"batchItemFailures": []}
+    failed = reload(analyzing)
+    assert (failed.status, failed.failure_stage) == ("failed", "analyze")
+    assert failed.failure_reason == (
+        "retries_exhausted: Runtime.OutOfMemory: 1100 MB resident exceeds the function's 1024 MB"
+    )
+    assert reload(moved_on).status == "analyzing"
+
+    # EventBridge's own dead letter (it could not invoke the function): the event, and the
+    # error in message attributes
+    thumbnailing = new_item()
+    raw = DeadLetter.from_message(
+        json.dumps(s3_object_created(env.bucket, thumbnailing.original_key, 10)),
+        {"ERROR_CODE": {"stringValue": "ThrottlingException", "dataType": "String"}},
+    )
+    assert raw.error_type == "ThrottlingException"
+    from runtime.domain.deadletter_stage import fail_dead_lettered
+    from runtime.handlers.wiring import pipeline
+
+    assert fail_dead_lettered(pipeline(), raw).result == "failed"
+    assert reload(thumbnailing).failure_stage == "thumbnail"
+    assert reload(thumbnailing).failure_reason == "retries_exhausted: ThrottlingException"
+
+
+def test_cleanup_fails_items_stalled_in_any_stage_and_keeps_their_objects(
+    env: LocalCloud,
+) -> None:
+    stalled = {status: new_item() for status in ("analyzing", "indexing")}
+    recent = new_item()
+    past = datetime.now(UTC) - timedelta(days=1)
+    with session_scope() as session:
+        for status, item in stalled.items():
+            session.execute(
+                update(Item).where(Item.id == item.id).values(status=status, updated_at=past)
+            )
+        session.execute(update(Item).where(Item.id == recent.id).values(status="analyzing"))
+    upload(env, stalled["analyzing"], sample_jpeg())
+
+    report = invoke("cleanup", scheduled_event("collections-cleanup"))
+    assert report["stalled_items"] == 2
+    assert (
+        reload(stalled["analyzing"]).failure_stage,
+        reload(stalled["indexing"]).failure_stage,
+    ) == (
+        "analyze",
+        "embed",
+    )
+    assert reload(stalled["indexing"]).failure_reason.startswith(
+        "stalled: no progress while indexing"
+    )
+    assert reload(recent).status == "analyzing"
+    keys = [
+        o["Key"] for o in env.client("s3").list_objects_v2(Bucket=env.bucket).get("Contents", [])
+    ]
+    assert stalled["analyzing"].original_key in keys  # kept: the user can retry the item

@@ -17,14 +17,17 @@ from runtime.events import (
 )
 from runtime.topology import (
     FUNCTIONS,
+    DeadLetters,
     Deploy,
     EventType,
     Http,
     ObjectCreated,
     OnEvent,
     Schedule,
+    dead_letter_consumer,
     event_functions,
     event_pattern,
+    function_for_event,
 )
 from tests.events import s3_object_created
 
@@ -41,7 +44,7 @@ def test_names_are_unique_and_triggers_cover_the_flow() -> None:
     names = [fn.name for fn in FUNCTIONS]
     assert len(names) == len(set(names))
     by_kind = {type(fn.trigger) for fn in FUNCTIONS}
-    assert by_kind == {Http, ObjectCreated, OnEvent, Schedule, Deploy}
+    assert by_kind == {Http, ObjectCreated, OnEvent, Schedule, DeadLetters, Deploy}
     consumed = {
         t for fn in FUNCTIONS if isinstance(fn.trigger, OnEvent) for t in fn.trigger.detail_types
     }
@@ -53,6 +56,26 @@ def test_names_are_unique_and_triggers_cover_the_flow() -> None:
         "assistant",
         "cleanup",
     }
+    assert dead_letter_consumer().name == "deadletter"
+
+
+@pytest.mark.parametrize(
+    ("detail_type", "source", "expected"),
+    [
+        ("Object Created", "aws.s3", "thumbnail"),
+        ("ImageProcessed", "collections.pipeline", "analyze"),
+        ("AnalysisRequested", "collections.pipeline", "analyze"),
+        ("ItemAnalyzed", "collections.pipeline", "embed"),
+        ("Scheduled Event", "aws.events", "cleanup"),
+        ("Object Created", "elsewhere", None),
+        ("ItemIndexed", "collections.pipeline", None),
+    ],
+)
+def test_the_function_an_event_was_meant_for(
+    detail_type: str, source: str, expected: str | None
+) -> None:
+    fn = function_for_event(detail_type, source)
+    assert (fn.name if fn else None) == expected
 
 
 def test_event_patterns() -> None:

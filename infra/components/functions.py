@@ -7,7 +7,9 @@ runtime image by digest with the handler as the image command, the configured ar
 memory, timeout and reserved concurrency from the topology, the VPC's private subnets when it
 talks to the database, active X-Ray tracing, and — when EventBridge invokes it asynchronously —
 an encrypted SQS dead-letter queue used both as the async on-failure destination and as the
-rule target's DLQ.
+rule target's DLQ. The topology's dead-letter consumer reads every one of those queues through
+an SQS event source mapping that batches for up to five minutes (so the queue-depth alarm sees
+every dead letter), then fails each event's item.
 
 Creation happens in two steps so the migrations can run in between: the constructor creates the
 roles, log groups, queues and the migrator (the ``Deploy`` function);
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pulumi
@@ -29,9 +31,14 @@ from infra.config import FunctionsConfig
 from infra.environment import RuntimeRefs, function_environment
 from infra.iam import AccessTargets, assume_role_policy, function_policy, needs_vpc
 from infra.options import function_depends_on, options_for, runs_before_migrations
-from runtime.topology import FUNCTIONS, Function, ObjectCreated, OnEvent, Schedule
+from runtime.topology import FUNCTIONS, DeadLetters, Function, ObjectCreated, OnEvent, Schedule
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum
+# The consumer gathers dead letters for up to five minutes (the SQS maximum) before it fails
+# their items: they stay visible meanwhile, so the alarm on each queue's depth fires for every
+# one (it samples per minute; a consumer polling at once would empty the queue in between).
+DEAD_LETTER_BATCH_SIZE = 100
+DEAD_LETTER_BATCHING_WINDOW_SECONDS = 300
 
 
 def async_functions(topology: Sequence[Function]) -> tuple[Function, ...]:
@@ -104,8 +111,21 @@ class Functions(pulumi.ComponentResource):
         self.log_groups = {}
         self.dead_letter_queues = {}
         self.invoke_configs: dict[str, aws.lambda_.FunctionEventInvokeConfig] = {}
-        resolved_targets = targets.resolve()
+        self.dead_letter_mappings: dict[str, aws.lambda_.EventSourceMapping] = {}
         child = pulumi.ResourceOptions(parent=self)
+
+        consumer = dead_letter_consumer_of(self.topology)
+        for fn in async_functions(self.topology):
+            self.dead_letter_queues[fn.name] = aws.sqs.Queue(
+                f"{name}-{fn.name}-dlq",
+                sqs_managed_sse_enabled=True,
+                message_retention_seconds=DLQ_RETENTION_SECONDS,
+                visibility_timeout_seconds=dead_letter_visibility_timeout(consumer),
+                opts=child,
+            )
+        resolved_targets = pulumi.Output.all(
+            targets.resolve(), *(q.arn for q in self.dead_letter_queues.values())
+        ).apply(lambda a: replace(a[0], dead_letter_queue_arns=tuple(a[1:])))
 
         for fn in self.topology:
             log_group = aws.cloudwatch.LogGroup(
@@ -114,15 +134,7 @@ class Functions(pulumi.ComponentResource):
                 retention_in_days=cfg.log_retention_days,
                 opts=child,
             )
-            dlq = None
-            if fn in async_functions(self.topology):
-                dlq = aws.sqs.Queue(
-                    f"{name}-{fn.name}-dlq",
-                    sqs_managed_sse_enabled=True,
-                    message_retention_seconds=DLQ_RETENTION_SECONDS,
-                    opts=child,
-                )
-                self.dead_letter_queues[fn.name] = dlq
+            dlq = self.dead_letter_queues.get(fn.name)
             role = aws.iam.Role(
                 f"{name}-{fn.name}-role",
                 description=f"Collections {stack}: {fn.name} function",
@@ -209,6 +221,8 @@ class Functions(pulumi.ComponentResource):
             ),
         )
         self.lambdas[fn.name] = function
+        if isinstance(fn.trigger, DeadLetters):
+            self._consume_dead_letters(fn, function)
         dlq = self.dead_letter_queues.get(fn.name)
         if dlq is not None:
             self.invoke_configs[fn.name] = aws.lambda_.FunctionEventInvokeConfig(
@@ -218,3 +232,34 @@ class Functions(pulumi.ComponentResource):
                 destination_config={"on_failure": {"destination": dlq.arn}},
                 opts=pulumi.ResourceOptions(parent=self),
             )
+
+    def _consume_dead_letters(self, fn: Function, function: aws.lambda_.Function) -> None:
+        """An SQS event source from every dead-letter queue to the consumer, which reports
+        failures per record (a record it cannot settle now is delivered again, alone)."""
+        for source, queue in self.dead_letter_queues.items():
+            self.dead_letter_mappings[source] = aws.lambda_.EventSourceMapping(
+                f"{self._name}-{source}-dlq-to-{fn.name}",
+                event_source_arn=queue.arn,
+                function_name=function.arn,
+                batch_size=DEAD_LETTER_BATCH_SIZE,
+                maximum_batching_window_in_seconds=DEAD_LETTER_BATCHING_WINDOW_SECONDS,
+                function_response_types=["ReportBatchItemFailures"],
+                # The role must be able to read the queue before the mapping is created.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policies[fn.name]]),
+            )
+
+
+def dead_letter_consumer_of(topology: Sequence[Function]) -> Function | None:
+    consumers = [f for f in topology if isinstance(f.trigger, DeadLetters)]
+    if len(consumers) > 1:
+        raise ValueError("the topology declares more than one dead-letter consumer")
+    return consumers[0] if consumers else None
+
+
+def dead_letter_visibility_timeout(consumer: Function | None) -> int:
+    """AWS requires a queue's visibility timeout to cover its consumer's timeout (plus the
+    batching window); it advises six times the timeout, so a batch retried by the event source
+    is not delivered twice at once."""
+    if consumer is None:
+        return 30
+    return 6 * consumer.timeout_s + DEAD_LETTER_BATCHING_WINDOW_SECONDS

@@ -1,17 +1,25 @@
 """Powertools idempotency (DynamoDB) as the pipeline's CallGuard for paid model calls.
 
-A second delivery of the same request gets the stored result instead of a second call; one that
-arrives while the first is still running raises ``IdempotencyAlreadyInProgressError`` and so is
-retried later. The in-progress lock expires with the Lambda's remaining time, so a crashed
-attempt does not block its retries.
+A second delivery of the same request gets the stored result instead of a second call. One that
+arrives while the record is "in progress" waits: the first attempt may still finish (then its
+result is returned), or it crashed (a killed worker, an out-of-memory kill) and its record expires
+with that invocation's timeout, after which this delivery makes the call itself. A crashed attempt
+is never counted as a failure of the call; if the wait outlasts this invocation's own time the
+delivery raises a ``TransientError`` and is retried like any transient failure.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+from runtime.domain.errors import TransientError
+
 RESULT_RETENTION_SECONDS = 7 * 24 * 3600
+WAIT_POLL_SECONDS = 0.5
+# Stop waiting this long before the invocation's own timeout (to report, not be killed).
+WAIT_MARGIN_SECONDS = 2.0
 
 
 class IdempotentCalls:
@@ -23,6 +31,8 @@ class IdempotentCalls:
         self._config: Any = None
         self._guarded: Callable[..., dict[str, Any]] | None = None
         self._pending: Callable[[], dict[str, Any]] | None = None
+        self._context: Any = None
+        self.waited_s = 0.0
 
     def _build(self) -> Callable[..., dict[str, Any]]:
         from aws_lambda_powertools.utilities.idempotency import (
@@ -57,11 +67,32 @@ class IdempotentCalls:
         """Bind the in-progress expiry to this invocation's remaining time."""
         self._ready()
         self._config.register_lambda_context(context)
+        self._context = context
+
+    def _time_left_s(self) -> float:
+        if self._context is None:
+            return 0.0
+        return self._context.get_remaining_time_in_millis() / 1000 - WAIT_MARGIN_SECONDS
 
     def run(self, key: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         guarded = self._ready()
         self._pending = call
         try:
-            return guarded(request={"key": key})
+            while True:
+                try:
+                    return guarded(request={"key": key})
+                except Exception as error:
+                    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+                        IdempotencyAlreadyInProgressError,
+                    )
+
+                    if not isinstance(error, IdempotencyAlreadyInProgressError):
+                        raise
+                    if self._time_left_s() < WAIT_POLL_SECONDS:
+                        raise TransientError(
+                            f"{key}: another attempt is still in progress"
+                        ) from error
+                    time.sleep(WAIT_POLL_SECONDS)
+                    self.waited_s += WAIT_POLL_SECONDS
         finally:
             self._pending = None

@@ -32,6 +32,22 @@ class S3BlobStore:
         except ClientError as error:
             raise _translate(error, key) from error
 
+    def read(self, key: str) -> tuple[bytes, str]:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read(), response["ETag"].strip('"')
+        except ClientError as error:
+            raise _translate(error, key) from error
+
+    def etag(self, key: str) -> str | None:
+        try:
+            return self._s3.head_object(Bucket=self.bucket, Key=key)["ETag"].strip('"')
+        except ClientError as error:
+            translated = _translate(error, key)
+            if isinstance(translated, PermanentError):
+                return None
+            raise translated from error
+
     def put(self, key: str, data: bytes, content_type: str) -> None:
         try:
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)

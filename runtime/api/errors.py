@@ -53,7 +53,10 @@ RESPONSE_DESCRIPTIONS = {
     401: "Missing, malformed, expired or otherwise invalid token",
     403: "Refused: a session request without the same-origin header, or from another site",
     404: "No such item for this user",
-    409: "The item is not in a state that allows this",
+    409: (
+        "The item is not in a state that allows this; or (`duplicate_item`) the same image "
+        "is already in the caller's collection, and `item_id` names that item"
+    ),
     413: "Request body or declared upload size too large",
     415: "The uploaded file is not a supported image type",
     422: "The request does not match the schema",
@@ -75,6 +78,10 @@ class ErrorBody(BaseModel):
     details: list[FieldError] | None = Field(
         default=None, description="Validation problems, one per field (422 only)"
     )
+    item_id: str | None = Field(
+        default=None,
+        description="The existing item with the same bytes (409 `duplicate_item` only)",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -91,11 +98,13 @@ class ApiError(Exception):
         message: str | None = None,
         *,
         headers: dict[str, str] | None = None,
+        item_id: str | None = None,
     ) -> None:
         self.status = status
         self.code = code or CODES_BY_STATUS.get(status, "error")
         self.message = message or MESSAGES_BY_STATUS.get(status, "The request failed.")
         self.headers = headers
+        self.item_id = item_id
         super().__init__(f"{status} {self.code}")
 
 
@@ -106,12 +115,14 @@ def error_payload(
     *,
     request_id: str | None = None,
     details: list[FieldError] | None = None,
+    item_id: str | None = None,
 ) -> dict[str, Any]:
     body = ErrorBody(
         code=code or CODES_BY_STATUS.get(status, "error"),
         message=message or MESSAGES_BY_STATUS.get(status, "The request failed."),
         request_id=request_id,
         details=details,
+        item_id=item_id,
     )
     return {"error": body.model_dump(exclude_none=True)}
 
@@ -124,11 +135,14 @@ def error_response(
     *,
     headers: dict[str, str] | None = None,
     details: list[FieldError] | None = None,
+    item_id: str | None = None,
 ) -> JSONResponse:
     scope = request_or_scope.scope if isinstance(request_or_scope, Request) else request_or_scope
     request_id = request_id_of(scope) if scope is not None else None
     return JSONResponse(
-        error_payload(status, code, message, request_id=request_id, details=details),
+        error_payload(
+            status, code, message, request_id=request_id, details=details, item_id=item_id
+        ),
         status_code=status,
         headers=headers,
     )
@@ -148,7 +162,9 @@ def _location(loc: Any) -> list[str | int]:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(request, exc.status, exc.code, exc.message, headers=exc.headers)
+    return error_response(
+        request, exc.status, exc.code, exc.message, headers=exc.headers, item_id=exc.item_id
+    )
 
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -65,6 +65,17 @@ class CreateUploadRequest(BaseModel):
             examples=[2_400_000],
         ),
     ]
+    sha256: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[0-9a-f]{64}$",
+            description=(
+                "Optional SHA-256 of the file (lower-case hex). When the caller already has an "
+                "item with these bytes, the API answers 409 `duplicate_item` with its `item_id` "
+                "instead of creating a second one"
+            ),
+        ),
+    ] = None
 
 
 class Failure(BaseModel):

@@ -14,9 +14,18 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, item_id: str | None = None
+    ) -> None:
         self.status = status
+        self.code = code
+        self.item_id = item_id
         super().__init__(message)
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again: the API unreachable or timing out, throttling, a 5xx."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
 
 
 class Api:
@@ -31,19 +40,22 @@ class Api:
         except httpx.TransportError as error:
             raise ApiError(0, unreachable(self.profile, _reason(error))) from None
         if response.status_code >= 400:
-            raise ApiError(response.status_code, _error_message(response))
+            error = _error_body(response)
+            raise ApiError(
+                response.status_code,
+                _error_message(response),
+                code=error.get("code"),
+                item_id=error.get("item_id"),
+            )
         return response.json() if response.content else None
 
-    def create_upload(self, path: Path, content_type: str) -> dict[str, Any]:
-        return self._request(
-            "POST",
-            "/items",
-            json={
-                "file_name": path.name,
-                "content_type": content_type,
-                "size": path.stat().st_size,
-            },
-        )
+    def create_upload(
+        self, path: Path, content_type: str, sha256: str | None = None
+    ) -> dict[str, Any]:
+        body = {"file_name": path.name, "content_type": content_type, "size": path.stat().st_size}
+        if sha256:
+            body["sha256"] = sha256  # the API answers 409 duplicate_item for bytes it has
+        return self._request("POST", "/items", json=body)
 
     def send_upload(self, form: dict[str, Any], path: Path) -> None:
         """The presigned POST straight to S3 (no API token: the form is the authorization)."""
@@ -109,6 +121,14 @@ def _reason(error: httpx.TransportError) -> str:
     if isinstance(error, httpx.TimeoutException):
         return "no answer in time"
     return type(error).__name__
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return error if isinstance(error, dict) else {}
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -40,6 +40,10 @@ CONTENT_TYPES = {
 PAGE_SIZE = 100
 POLL_SECONDS = 2.0
 ASK_POLL_SECONDS = 1.0
+# Transient API errors (unreachable, 429, 5xx) are retried with exponential backoff.
+RETRY_FIRST_DELAY_S = 1.0
+RETRY_MAX_DELAY_S = 30.0
+UPLOAD_ATTEMPTS = 5
 
 
 def login(
@@ -128,13 +132,23 @@ def _upload(api: Api, args: argparse.Namespace) -> int:
     progress = Progress("uploading", len(uploads), quiet=args.json)
 
     def send(upload: Upload) -> Upload:
+        content_type = CONTENT_TYPES[upload.path.suffix.lower()]
+        digest = _sha256(upload.path)
         try:
-            created = api.create_upload(upload.path, CONTENT_TYPES[upload.path.suffix.lower()])
+            created = _retrying(
+                lambda: api.create_upload(upload.path, content_type, digest),
+                attempts=UPLOAD_ATTEMPTS,
+            )
             upload.item_id = created["item"]["id"]
-            api.send_upload(created["upload"], upload.path)
+            _retrying(
+                lambda: api.send_upload(created["upload"], upload.path), attempts=UPLOAD_ATTEMPTS
+            )
             upload.status = "uploaded"
         except ApiError as error:
-            upload.status, upload.failure = "failed", str(error)
+            if error.status == 409 and error.code == "duplicate_item":
+                upload.status, upload.item_id = "duplicate", error.item_id
+            else:
+                upload.status, upload.failure = "failed", str(error)
         return upload
 
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
@@ -161,21 +175,65 @@ def _upload(api: Api, args: argparse.Namespace) -> int:
             )
         )
     else:
-        for upload in failed:
-            print(f"failed  {upload.path}: {upload.failure}", file=sys.stderr)
-        states = {s: sum(u.status == s for u in uploads) for s in ("uploaded", "ready", "failed")}
-        print(", ".join(f"{n} {s}" for s, n in states.items() if n))
+        _print_summary(uploads)
     return 1 if failed else 0
+
+
+def _print_summary(uploads: list[Upload]) -> None:
+    """One line per file, then the totals."""
+    for upload in uploads:
+        if upload.status == "failed":
+            print(f"failed     {upload.path}: {upload.failure}", file=sys.stderr)
+        elif upload.status == "duplicate":
+            print(f"duplicate  {upload.path}: already in your collection (item {upload.item_id})")
+        else:
+            print(f"{upload.status:<10} {upload.path} (item {upload.item_id})")
+    states = ("uploaded", "ready", "duplicate", "failed")
+    counts = {state: sum(u.status == state for u in uploads) for state in states}
+    print(", ".join(f"{n} {state}" for state, n in counts.items() if n) or "nothing uploaded")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _retrying(call: Callable[[], Any], *, attempts: int) -> Any:
+    """``call()``, retried with backoff while the API fails transiently."""
+    delay = RETRY_FIRST_DELAY_S
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except ApiError as error:
+            if not error.transient or attempt == attempts:
+                raise
+            print(f"{error}; retrying in {delay:.0f} s", file=sys.stderr)
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY_S)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _wait(api: Api, uploads: list[Upload], timeout_s: float, *, quiet: bool) -> None:
     pending = {u.item_id: u for u in uploads}
     progress = Progress("processing", len(pending), quiet=quiet)
     deadline = time.monotonic() + timeout_s
+    outage = _Outage()
     while pending and time.monotonic() < deadline:
         cursor = None
         while pending:
-            page = api.items(limit=PAGE_SIZE, cursor=cursor)
+            try:
+                page = api.items(limit=PAGE_SIZE, cursor=cursor)
+            except ApiError as error:
+                if not error.transient:
+                    raise
+                time.sleep(min(outage.failed(error), max(0.0, deadline - time.monotonic())))
+                break  # start the listing again
+            outage.over()
             for item in page["items"]:
                 upload = pending.get(item["id"])
                 if upload and item["status"] in ("ready", "failed"):
@@ -188,11 +246,32 @@ def _wait(api: Api, uploads: list[Upload], timeout_s: float, *, quiet: bool) -> 
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        if pending:
+        if pending and not outage.delay:  # (during an outage the backoff was the pause)
             time.sleep(POLL_SECONDS)
     progress.done()
     for upload in pending.values():
-        upload.status, upload.failure = "failed", f"not ready after {timeout_s:.0f} s"
+        why = f"; the API was unreachable: {outage.last}" if outage.last else ""
+        upload.status, upload.failure = "failed", f"not ready after {timeout_s:.0f} s{why}"
+
+
+class _Outage:
+    """Backoff while the API fails transiently, with one message when it starts and ends."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.last: str | None = None
+
+    def failed(self, error: ApiError) -> float:
+        if self.delay == 0:
+            print(f"the API is not answering ({error}); still waiting…", file=sys.stderr)
+        self.delay = min(max(self.delay * 2, RETRY_FIRST_DELAY_S), RETRY_MAX_DELAY_S)
+        self.last = str(error)
+        return self.delay
+
+    def over(self) -> None:
+        if self.delay:
+            print("the API answers again", file=sys.stderr)
+        self.delay, self.last = 0.0, None
 
 
 def _ls(api: Api, args: argparse.Namespace) -> int:

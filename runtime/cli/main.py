@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--attempt-timeout",
         type=int,
-        help="seconds before an unfinished event is delivered again (default: the function's "
-        "timeout, as on Lambda)",
+        help="seconds before the event of a worker that died is delivered again, and before a "
+        "dead attempt's model-call lock expires (default: the function's timeout, as on Lambda; "
+        "a live attempt keeps its event and is only cut at the function's timeout)",
     )
 
     login = sub.add_parser("login", help="sign in (local: the demo user by default)")

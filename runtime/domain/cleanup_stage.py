@@ -1,4 +1,11 @@
-"""Housekeeping on a schedule: fail abandoned items and remove objects no item references."""
+"""Housekeeping on a schedule: fail abandoned and stalled items, remove objects no item references.
+
+An upload that never arrived fails as ``upload_abandoned`` (and its objects go). An item that made
+no progress in ``processing``, ``analyzing`` or ``indexing`` for ``stale_processing_minutes``
+(longer than the platform keeps retrying an event) fails at that stage as ``stalled``; its objects
+stay, so the user can retry it. Together with the dead-letter consumer this is what guarantees
+every item ends ``ready`` or ``failed``.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +16,31 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from runtime.db.models import Item, ItemStatus
+from runtime.domain.items import fail_item, get_item
 from runtime.domain.pipeline import Pipeline, fail_and_announce
-from runtime.events import item_prefix
+from runtime.events import ItemFailed, item_prefix
 from runtime.topology import USERS_PREFIX
 
 STAGE = "cleanup"
+# In-flight statuses and the stage that owns an item in each.
+STALLED_STAGES: dict[ItemStatus, str] = {
+    ItemStatus.PROCESSING: "thumbnail",
+    ItemStatus.ANALYZING: "analyze",
+    ItemStatus.INDEXING: "embed",
+}
 
 
 @dataclass(frozen=True)
 class CleanupReport:
     abandoned_uploads: int
-    stuck_processing: int
+    stalled_items: int
     objects_of_failed_items: int
     orphan_objects: int
 
     def as_metrics(self) -> dict[str, int]:
         return {
             "AbandonedUploadsFailed": self.abandoned_uploads,
-            "StuckItemsFailed": self.stuck_processing,
+            "StuckItemsFailed": self.stalled_items,
             "ObjectsOfFailedItemsDeleted": self.objects_of_failed_items,
             "OrphanObjectsDeleted": self.orphan_objects,
         }
@@ -41,11 +55,43 @@ def run_cleanup(pipeline: Pipeline, *, now: datetime | None = None) -> CleanupRe
     stuck = _stuck_items(pipeline, ItemStatus.UPLOADING, upload_cutoff)
     abandoned = _fail_all(pipeline, stuck, "upload_abandoned", "no upload arrived in time")
     removed = _delete_objects_of(pipeline, stuck)
-    stalled = _stuck_items(pipeline, ItemStatus.PROCESSING, processing_cutoff)
-    stuck_failed = _fail_all(pipeline, stalled, "processing_timeout", "thumbnailing never finished")
-    removed += _delete_objects_of(pipeline, stalled)
+    stalled = 0
+    for status, stage in STALLED_STAGES.items():
+        for user_id, item_id in _stuck_items(pipeline, status, processing_cutoff):
+            stalled += _fail_stalled(
+                pipeline,
+                user_id,
+                item_id,
+                status=status,
+                stage=stage,
+                cutoff=processing_cutoff,
+                minutes=settings.stale_processing_minutes,
+            )
     orphans = _delete_orphans(pipeline, older_than=upload_cutoff)
-    return CleanupReport(abandoned, stuck_failed, removed, orphans)
+    return CleanupReport(abandoned, stalled, removed, orphans)
+
+
+def _fail_stalled(
+    pipeline: Pipeline,
+    user_id: str,
+    item_id: uuid.UUID,
+    *,
+    status: ItemStatus,
+    stage: str,
+    cutoff: datetime,
+    minutes: int,
+) -> int:
+    """Fail the item if it is still in ``status`` with no update since ``cutoff``."""
+    reason = f"stalled: no progress while {status} for {minutes} minutes"
+    with pipeline.sessions() as session:
+        item = get_item(session, user_id, item_id, lock=True)
+        if item is None or item.status != status or item.updated_at >= cutoff:
+            return 0  # it moved on meanwhile
+        fail_item(session, item, stage=stage, reason=reason)
+    pipeline.publisher.publish(
+        ItemFailed(item_id=item_id, user_id=user_id, stage=stage, reason=reason)
+    )
+    return 1
 
 
 def _stuck_items(

@@ -21,6 +21,7 @@ def create_item(
     file_name: str | None,
     content_type: str | None,
     byte_size: int | None,
+    sha256: str | None = None,
 ) -> Item:
     item_id = uuid.uuid4()
     item = Item(
@@ -30,6 +31,7 @@ def create_item(
         file_name=file_name,
         declared_content_type=content_type,
         byte_size=byte_size,
+        sha256=sha256,  # known (or declared) at upload; the pipeline records the real digest
         original_key=original_key(user_id, item_id),
         derived_keys={},
         generation=0,
@@ -90,6 +92,30 @@ def fail_item(session: Session, item: Item, *, stage: str, reason: str) -> bool:
         to=ItemStatus.FAILED,
         failure_stage=stage,
         failure_reason=reason[:MAX_REASON_LENGTH],
+    )
+
+
+def find_duplicate(
+    session: Session, user_id: str, sha256: str, *, other_than: uuid.UUID | None = None
+) -> Item | None:
+    """The caller's earliest item (not failed) whose original has these bytes, if any.
+
+    Only ever within one tenant: the same bytes uploaded by two users are two items.
+    """
+    query = select(Item).where(
+        Item.user_id == user_id,
+        Item.sha256 == sha256,
+        Item.status != str(ItemStatus.FAILED),
+    )
+    if other_than is not None:
+        query = query.where(Item.id != other_than)
+    return session.scalars(query.order_by(Item.created_at, Item.id).limit(1)).one_or_none()
+
+
+def lock_content(session: Session, user_id: str, sha256: str) -> None:
+    """Serialise, until the transaction ends, whoever decides about these bytes for this user."""
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"{user_id}:{sha256}", 0)))
     )
 
 

@@ -1,4 +1,11 @@
-"""Stage 1: an original landed in S3 -> renditions, dimensions, and ImageProcessed."""
+"""Stage 1: an original landed in S3 -> renditions, dimensions, and ImageProcessed.
+
+Stored facts describe stored bytes: the item records the ETag of the bytes it processed, and an
+"Object Created" event for an item whose original now has another ETag (a presigned POST used
+again: S3 accepts it until the form expires) starts a new generation from the new object: new
+renditions, size, sha256, dimensions, analysis and search document. A late event for bytes that
+were already processed (or replaced) changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,13 @@ import hashlib
 from runtime.db.models import Item, ItemStatus
 from runtime.domain.errors import PermanentError
 from runtime.domain.images import BadImage, process_image
-from runtime.domain.items import analysis_for_generation, get_item, transition
+from runtime.domain.items import (
+    analysis_for_generation,
+    find_duplicate,
+    get_item,
+    lock_content,
+    transition,
+)
 from runtime.domain.pipeline import Outcome, Pipeline, fail_and_announce
 from runtime.events import ImageProcessed, OriginalKey, derived_key
 
@@ -39,14 +52,18 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
             return Outcome(
                 "skipped", "no item for this object (deleted, or never created)", item_ref
             )
-        if item.status == ItemStatus.UPLOADING:
+        replaced = item.status != ItemStatus.UPLOADING and _replaced(pipeline, key, item)
+        if item.status == ItemStatus.UPLOADING or replaced:
             transition(
                 session,
                 item,
-                from_statuses=(ItemStatus.UPLOADING,),
+                from_statuses=(item.status,),
                 to=ItemStatus.PROCESSING,
-                etag=etag,
+                etag=replaced or etag,
                 byte_size=size,
+                failure_stage=None,
+                failure_reason=None,
+                warnings=[],
             )
         elif (
             item.status == ItemStatus.ANALYZING
@@ -63,7 +80,7 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
     if size is not None and size > pipeline.settings.max_upload_bytes:
         return _fail(pipeline, parsed, "file_too_large", f"{size} bytes")
     try:
-        data = pipeline.store.get(key)
+        data, stored_etag = pipeline.store.read(key)
         processed = process_image(
             data,
             thumbnail_sizes=pipeline.settings.thumbnail_sizes,
@@ -80,11 +97,16 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
         pipeline.store.put(rendition_key, rendition.data, rendition.content_type)
         derived[rendition.name] = rendition_key
 
+    digest = hashlib.sha256(data).hexdigest()
     with pipeline.sessions() as session:
+        lock_content(session, parsed.user_id, digest)
         item = get_item(session, parsed.user_id, parsed.item_id, lock=True)
         if item is None:
             return Outcome("skipped", "item deleted while processing", item_ref)
-        moved = transition(
+        earlier = find_duplicate(session, parsed.user_id, digest, other_than=item.id)
+        # The same bytes already in this user's collection (an upload that did not declare its
+        # sha256, or raced another): this item fails below and names the one to use.
+        moved = earlier is None and transition(
             session,
             item,
             from_statuses=(ItemStatus.PROCESSING,),
@@ -92,17 +114,30 @@ def process_upload(pipeline: Pipeline, *, key: str, size: int | None, etag: str 
             width=processed.width,
             height=processed.height,
             content_type=processed.content_type,
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=digest,
             byte_size=len(data),
+            etag=stored_etag,
             derived_keys=derived,
             warnings=[{"code": w.code, "detail": w.detail} for w in processed.warnings],
             generation=item.generation + 1,
         )
-        if not moved:
+        if earlier is None and not moved:
             return Outcome("skipped", f"item moved to {item.status} meanwhile", item_ref)
-        event = image_processed_event(item)
+        event = image_processed_event(item) if moved else None
+    if event is None:
+        assert earlier is not None
+        pipeline.store.delete(list(derived.values()))
+        return _fail(pipeline, parsed, "duplicate_item", f"the same image is item {earlier.id}")
     pipeline.publisher.publish(event)
     return Outcome("done", f"{len(derived)} renditions", item_ref)
+
+
+def _replaced(pipeline: Pipeline, key: str, item: Item) -> str | None:
+    """The ETag of the item's original if it is not the object the item was made from."""
+    if item.etag is None or item.status == ItemStatus.PROCESSING:
+        return None
+    current = pipeline.store.etag(key)
+    return current if current is not None and current != item.etag else None
 
 
 def _fail(pipeline: Pipeline, ref: OriginalKey, reason: str, detail: str) -> Outcome:

@@ -1,8 +1,9 @@
 """The AWS side of local mode, on a local emulator endpoint (moto's server), built from the same
 topology the Pulumi program deploys: the bucket with EventBridge notifications, the pipeline bus,
-one rule -> queue (with a dead-letter queue after the topology's retry count) per event-triggered
-function, the idempotency table. ``EventPump`` then delivers queued events to the handlers the
-way Lambda's asynchronous invocation would: the same event JSON, retried, then dead-lettered.
+one rule -> queue (with a dead-letter queue) per event-triggered function, the idempotency table.
+``EventPump`` then delivers queued events to the handlers the way Lambda's asynchronous
+invocation would: the same event JSON, retried, then dead-lettered with the last error, and the
+dead letters to the topology's dead-letter consumer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -27,6 +29,7 @@ from runtime.topology import (
     Function,
     ObjectCreated,
     OnEvent,
+    dead_letter_consumer,
     event_pattern,
     uses_default_bus,
 )
@@ -98,8 +101,10 @@ class LocalCloud:
     bus_name: str
     idempotency_table: str
     conversations_table: str = ""
-    # Local stand-in for a function's timeout: how long an attempt may run before its event is
-    # delivered again (None: the topology's timeout, as on Lambda).
+    # Local stand-in for a function's timeout where only a dead attempt is concerned: how long
+    # before the event of a worker that died is delivered again, and the invocation time the
+    # handler sees (None: the topology's timeout, as on Lambda). A live attempt keeps its event
+    # invisible (heartbeats) and is cut at the topology's timeout by its sandbox.
     attempt_timeout_s: int | None = None
     queues: dict[str, str] = field(default_factory=dict)  # function name -> queue URL
     dead_letter_queues: dict[str, str] = field(default_factory=dict)
@@ -172,11 +177,13 @@ def bootstrap(
             {
                 # An attempt that dies (a killed worker) is retried once this has passed.
                 "VisibilityTimeout": str(cloud.attempt_timeout_s or fn.timeout_s),
-                # First delivery + the topology's retries, then the dead-letter queue.
+                # The pump dead-letters after the topology's attempts, with the last error (as
+                # Lambda's on-failure destination does); the queue's own redrive is a backstop
+                # for an event whose worker keeps dying.
                 "RedrivePolicy": json.dumps(
                     {
                         "deadLetterTargetArn": dlq_arn,
-                        "maxReceiveCount": str(fn.retry.maximum_retry_attempts + 1),
+                        "maxReceiveCount": str(fn.retry.maximum_retry_attempts + 2),
                     }
                 ),
             },
@@ -257,15 +264,79 @@ def load_handler(fn: Function) -> Callable[[dict, Any], Any]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """How one delivery ended (``error_type`` None: success)."""
+
+    error_type: str | None = None
+    error_message: str = ""
+    result: Any = None
+
+
+# Runs a function's handler on an event: (function, event, context timeout, heartbeat).
+Invoker = Callable[[Function, dict, int, Callable[[], None]], Attempt]
+
+
+def invoke_in_process(
+    fn: Function, event: dict, timeout_s: int, heartbeat: Callable[[], None]
+) -> Attempt:
+    """Run the handler in this process (the tests' pump; workers use sandboxes)."""
+    try:
+        result = load_handler(fn)(event, LocalContext(fn.name, fn.memory_mb, timeout_s))
+    except Exception as error:
+        log.exception("%s failed on event %s; it will be retried", fn.name, event.get("id"))
+        return Attempt(type(error).__name__, str(error))
+    return Attempt(result=result)
+
+
+def failure_record(fn: Function, event: dict, attempt: Attempt, invocations: int) -> dict:
+    """What Lambda sends to an asynchronous invocation's on-failure destination."""
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{REGION}:000000000000:function:{fn.name}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": invocations,
+        },
+        "requestPayload": event,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {
+            "errorType": attempt.error_type,
+            "errorMessage": attempt.error_message,
+        },
+    }
+
+
+def queue_arn_of(url: str) -> str:
+    """The ARN of a queue from its URL (``…/<account>/<name>``)."""
+    account, name = url.rstrip("/").split("/")[-2:]
+    return f"arn:aws:sqs:{REGION}:{account}:{name}"
+
+
 @dataclass
 class EventPump:
-    """Delivers queued events to their handlers, with retries and dead-lettering like AWS."""
+    """Delivers queued events to their handlers like Lambda's asynchronous invocation: the
+    topology's retries (``retry_delay_seconds`` apart), then a failure record (the event and the
+    last error) in the function's dead-letter queue; and delivers those records to the
+    dead-letter consumer, as an SQS event source would."""
 
     cloud: LocalCloud
     retry_delay_seconds: int = RETRY_DELAY_SECONDS
     batch_size: int = 10
+    invoker: Invoker = invoke_in_process
     delivered: int = 0
     failures: int = 0
+    dead_lettered: int = 0
+    # Dead-letter queues are polled when this pump dead-lettered something, else at most this
+    # often (another worker's dead letters, records the consumer asked to see again).
+    dead_letter_poll_seconds: float = 5.0
+    _consumed: tuple[int, float] = (0, 0.0)
 
     @cached_property
     def _sqs(self) -> Any:
@@ -279,40 +350,109 @@ class EventPump:
             if not isinstance(fn.trigger, ObjectCreated | OnEvent):
                 continue
             url = self.cloud.queues[fn.name]
-            messages = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=self.batch_size,
-                WaitTimeSeconds=0,
-                AttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])
-            for message in messages:
+            for message in self._receive(url):
                 handled += 1
                 self._deliver(sqs, fn, url, message)
+        handled += self._consume_dead_letters()
         return handled
+
+    def _receive(self, url: str) -> list[dict]:
+        return self._sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=0,
+            AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+
+    def _visibility(self, fn: Function) -> int:
+        return self.cloud.attempt_timeout_s or fn.timeout_s
 
     def _deliver(self, sqs: Any, fn: Function, url: str, message: dict) -> None:
         event = json.loads(message["Body"])
-        try:
-            load_handler(fn)(
-                event,
-                LocalContext(fn.name, fn.memory_mb, self.cloud.attempt_timeout_s or fn.timeout_s),
-            )
-        except Exception:
-            self.failures += 1
-            log.exception("%s failed on event %s; it will be retried", fn.name, event.get("id"))
-            sqs.change_message_visibility(
-                QueueUrl=url,
-                ReceiptHandle=message["ReceiptHandle"],
-                VisibilityTimeout=self.retry_delay_seconds,
-            )
+        receipt = message["ReceiptHandle"]
+        attempts = fn.retry.maximum_retry_attempts + 1
+        received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        if received > attempts:
+            # Its last attempt died with its worker (nothing reported back): dead-letter it.
+            died = Attempt("Runtime.ExitError", "the worker running the attempt died")
+            self._dead_letter(sqs, fn, url, receipt, event, died, received - 1)
             return
-        self.delivered += 1
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        visibility = self._visibility(fn)
+
+        def heartbeat() -> None:  # a live attempt keeps its event from being delivered again
+            sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=visibility
+            )
+
+        attempt = self.invoker(fn, event, visibility, heartbeat)
+        if attempt.error_type is None:
+            self.delivered += 1
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+            return
+        self.failures += 1
+        if received >= attempts:
+            self._dead_letter(sqs, fn, url, receipt, event, attempt, received)
+            return
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=self.retry_delay_seconds
+        )
+
+    def _dead_letter(
+        self,
+        sqs: Any,
+        fn: Function,
+        url: str,
+        receipt: str,
+        event: dict,
+        attempt: Attempt,
+        invocations: int,
+    ) -> None:
+        record = failure_record(fn, event, attempt, invocations)
+        sqs.send_message(
+            QueueUrl=self.cloud.dead_letter_queues[fn.name], MessageBody=json.dumps(record)
+        )
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+        self.dead_lettered += 1
+        log.warning(
+            "! %s: event %s dead-lettered after %d attempt(s): %s: %s",
+            fn.name,
+            event.get("id"),
+            invocations,
+            attempt.error_type,
+            attempt.error_message[:300],
+        )
+
+    def _consume_dead_letters(self) -> int:
+        """Hand each dead-letter queue's records to the consumer, as an SQS event source."""
+        consumer = dead_letter_consumer()
+        handled = 0
+        seen, at = self._consumed
+        if seen == self.dead_lettered and time.monotonic() - at < self.dead_letter_poll_seconds:
+            return 0
+        self._consumed = (self.dead_lettered, time.monotonic())
+        for url in self.cloud.dead_letter_queues.values():
+            messages = self._receive(url)
+            if not messages:
+                continue
+            handled += len(messages)
+            arn = queue_arn_of(url)
+            batch = {"Records": [_sqs_record(m, arn) for m in messages]}
+            attempt = self.invoker(consumer, batch, self._visibility(consumer), lambda: None)
+            if attempt.error_type is not None:
+                continue  # the records become visible again and are retried
+            # A partial batch response names the records to deliver again.
+            result = attempt.result if isinstance(attempt.result, dict) else {}
+            again = {f.get("itemIdentifier") for f in result.get("batchItemFailures", [])}
+            for message in messages:
+                if message["MessageId"] not in again:
+                    self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return handled
 
     def pending(self) -> int:
         sqs = self._sqs
         total = 0
-        for url in self.cloud.queues.values():
+        for url in [*self.cloud.queues.values(), *self.cloud.dead_letter_queues.values()]:
             attributes = sqs.get_queue_attributes(
                 QueueUrl=url,
                 AttributeNames=[
@@ -325,7 +465,7 @@ class EventPump:
         return total
 
     def drain(self, timeout_s: float = 120.0) -> None:
-        """Pump until no message is waiting or in flight (retries included)."""
+        """Pump until no message is waiting or in flight (retries and dead letters included)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.pump_once() == 0:
@@ -333,3 +473,24 @@ class EventPump:
                     return
                 time.sleep(0.2)
         raise TimeoutError(f"events still pending after {timeout_s} s")
+
+
+def _sqs_record(message: dict, queue_arn: str) -> dict:
+    """An SQS message as Lambda's SQS event source hands it to a function."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "dataType": value.get("DataType", "String"),
+            }
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }

@@ -63,6 +63,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def invocation_reports(data_dir: Path) -> Path:
+    """One JSON line per pipeline invocation: duration, memory size, max memory used, error."""
+    return data_dir / "invocations.jsonl"
+
+
 def profile_file(data_dir: Path) -> Path:
     """Where ``collections dev`` tells the CLI how to reach it (the ``local`` profile)."""
     return data_dir / "dev.json"
@@ -84,7 +89,6 @@ class DevStack:
         self.emulator: LocalEmulator | None = None
         self.save_problems: list[str] = []
         self.children: list[subprocess.Popen] = []
-        self.dead_letters: dict[str, int] = {}
 
     def start(self) -> dict[str, str]:
         started = time.monotonic()
@@ -217,14 +221,20 @@ class DevStack:
         raise RuntimeError(f"the API did not answer on {api_url} within {timeout_s:.0f} s")
 
     def _spawn_worker(self, index: int) -> subprocess.Popen:
-        command = [sys.executable, "-m", "runtime.local.worker"]
+        command = [
+            sys.executable,
+            "-m",
+            "runtime.local.worker",
+            "--reports",
+            str(invocation_reports(self.data_dir)),
+        ]
         if index == 0:
             command.append("--schedules")
         return subprocess.Popen(command, env=self.worker_env)
 
     def supervise(self) -> list[str]:
         """Restart workers that died (their unfinished events are delivered again); the API
-        process dying stops everything."""
+        process dying stops everything. (Workers print what they dead-letter themselves.)"""
         if self.children[0].poll() is not None:
             raise RuntimeError(f"the API process exited ({self.children[0].returncode})")
         lines = []
@@ -232,18 +242,6 @@ class DevStack:
             if worker.poll() is not None:
                 lines.append(f"! worker {index} exited ({worker.returncode}); restarting it")
                 self.children[index + 1] = self._spawn_worker(index)
-        return lines + self.report_dead_letters()
-
-    def report_dead_letters(self) -> list[str]:
-        """New dead-lettered events since the last call, as lines to print."""
-        lines = []
-        for name, count in self.cloud.dead_letters().items():
-            if count > self.dead_letters.get(name, 0):
-                lines.append(
-                    f"! {count} event(s) in the {name} dead-letter queue "
-                    f"({self.cloud.dead_letter_queues[name]})"
-                )
-            self.dead_letters[name] = count
         return lines
 
     def stop(self) -> None:

@@ -1,9 +1,15 @@
-"""A local pipeline worker: what Lambda's event source mappings and schedules do on AWS.
+"""A local pipeline worker: what Lambda's asynchronous invocation and schedules do on AWS.
 
 Runs as its own process (``python -m runtime.local.worker``), started by ``collections dev``.
-It takes events from the topology's queues and hands them to the same handlers Lambda runs;
-a failed event becomes visible again and is retried, then dead-lettered, by the queue's redrive
-policy. With ``--schedules`` it also runs the scheduled functions at their rate.
+It takes events from the topology's queues and runs the same handlers Lambda runs, each function
+in its own :class:`~runtime.local.sandbox.Sandbox`: a warm child process held to the function's
+``memory_mb`` and timeout, so a runaway attempt is killed like a Lambda out of memory and the
+worker carries on. A failed event is retried, then dead-lettered with its last error, and the
+dead letters go to the topology's dead-letter consumer (see ``EventPump``). With ``--schedules``
+it also runs the scheduled functions at their rate.
+
+Every invocation is reported like Lambda's REPORT line, one JSON object per line in the
+``--reports`` file (function, duration, memory size, max memory used, error type).
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-from runtime.local.cloud import REGION, EventPump, LocalCloud, LocalContext, load_handler
-from runtime.topology import FUNCTIONS, Schedule
+from runtime.local.cloud import REGION, Attempt, EventPump, LocalCloud
+from runtime.local.sandbox import Sandbox
+from runtime.topology import FUNCTIONS, Function, Schedule
 
 log = logging.getLogger("collections.worker")
 IDLE_SLEEP_SECONDS = 0.5
@@ -42,7 +51,50 @@ class ScheduledRun:
     next_at: float
 
 
-def run(cloud: LocalCloud, *, schedules: bool) -> None:
+class SandboxInvoker:
+    """Runs each function's invocations in that function's sandbox, and reports them."""
+
+    def __init__(self, reports: Path | None = None) -> None:
+        self.reports = reports
+        self.sandboxes: dict[str, Sandbox] = {}
+
+    def __call__(
+        self, fn: Function, event: dict, timeout_s: int, heartbeat: Callable[[], None]
+    ) -> Attempt:
+        sandbox = self.sandboxes.get(fn.name)
+        if sandbox is None:
+            sandbox = self.sandboxes[fn.name] = Sandbox(fn)
+        invocation = sandbox.invoke(
+            event,
+            context_timeout_s=timeout_s,
+            heartbeat=heartbeat,
+            heartbeat_every_s=max(1.0, timeout_s / 3),
+        )
+        if not invocation.ok:
+            log.warning(
+                "%s failed on event %s: %s: %s",
+                fn.name,
+                event.get("id"),
+                invocation.error_type,
+                invocation.error_message[:300],
+            )
+        if self.reports is not None:
+            line = {
+                "time": datetime.now(UTC).isoformat(),
+                "event_id": event.get("id"),
+                "pid": os.getpid(),
+                **invocation.report(),
+            }
+            with self.reports.open("a") as out:
+                out.write(json.dumps(line) + "\n")
+        return Attempt(invocation.error_type, invocation.error_message, invocation.result)
+
+    def close(self) -> None:
+        for sandbox in self.sandboxes.values():
+            sandbox.close()
+
+
+def run(cloud: LocalCloud, *, schedules: bool, reports: Path | None = None) -> None:
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -51,30 +103,26 @@ def run(cloud: LocalCloud, *, schedules: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    pump = EventPump(cloud, batch_size=1)  # one event at a time: workers share the load
+    invoker = SandboxInvoker(reports)
+    pump = EventPump(cloud, batch_size=1, invoker=invoker)  # one event at a time per worker
     now = time.monotonic()
     runs = [
         ScheduledRun(fn.name, rate_seconds(fn.trigger.expression), now + 5)
         for fn in FUNCTIONS
         if schedules and isinstance(fn.trigger, Schedule)
     ]
-    while not stopping:
-        handled = pump.pump_once()
-        for scheduled in runs:
-            if time.monotonic() >= scheduled.next_at:
-                _invoke_schedule(scheduled.name)
-                scheduled.next_at = time.monotonic() + scheduled.every_s
-        if not handled:
-            time.sleep(IDLE_SLEEP_SECONDS)
-
-
-def _invoke_schedule(name: str) -> None:
-    fn = next(f for f in FUNCTIONS if f.name == name)
-    event = scheduled_event(name)
     try:
-        load_handler(fn)(event, LocalContext(fn.name, fn.memory_mb, fn.timeout_s))
-    except Exception:
-        log.exception("scheduled %s failed; it runs again at its next time", name)
+        while not stopping:
+            handled = pump.pump_once()
+            for scheduled in runs:
+                if time.monotonic() >= scheduled.next_at:
+                    fn = next(f for f in FUNCTIONS if f.name == scheduled.name)
+                    invoker(fn, scheduled_event(fn.name), fn.timeout_s, lambda: None)
+                    scheduled.next_at = time.monotonic() + scheduled.every_s
+            if not handled:
+                time.sleep(IDLE_SLEEP_SECONDS)
+    finally:
+        invoker.close()
 
 
 def scheduled_event(rule: str) -> dict:
@@ -95,10 +143,11 @@ def scheduled_event(rule: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--schedules", action="store_true", help="also run scheduled functions")
+    parser.add_argument("--reports", type=Path, help="append one JSON line per invocation here")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cloud = LocalCloud(**json.loads(os.environ["COLLECTIONS_LOCAL_CLOUD"]))
-    run(cloud, schedules=args.schedules)
+    run(cloud, schedules=args.schedules, reports=args.reports)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ STAGE = "analyze"
 MODEL_NAME = "local-ocr-1"
 UNCATEGORIZED = "uncategorized"
 MAX_EDGE = 1568
+# What the analyzer decodes at most (the derivative it is given is <= 1568 x 1568).
+MAX_DECODE_PIXELS = 4 * MAX_EDGE * MAX_EDGE
+# The OCR input's long edge is at most this many times its short edge (padded with white).
+OCR_MAX_ASPECT = 4
 MIN_TEXT_SCORE = 0.6
 SUMMARY_MAX_CHARS = 500
 
@@ -647,12 +651,25 @@ def decode(data: bytes) -> Any:
 
 
 def _decode(data: bytes) -> Any:
+    """The image as RGB, long edge <= MAX_EDGE, padded white to at most OCR_MAX_ASPECT.
+
+    The analyzer is normally given the pipeline's analysis derivative (already bounded); it
+    still bounds what it decodes and what it hands the OCR, whose detector scales the *short*
+    side up (a 1568x1 strip once became a tensor of gigabytes).
+    """
     from PIL import Image, ImageOps
 
     if not data:
         raise PermanentError("empty_image", "no image bytes to analyze", stage=STAGE)
     try:
         with Image.open(io.BytesIO(data)) as opened:
+            width, height = opened.size
+            if width * height > MAX_DECODE_PIXELS:
+                raise PermanentError(
+                    "image_too_large",
+                    f"{width}x{height} is more than the analyzer's {MAX_DECODE_PIXELS} pixels",
+                    stage=STAGE,
+                )
             opened.load()
             picture = ImageOps.exif_transpose(opened) or opened
             if picture.mode in ("RGBA", "LA", "P"):
@@ -662,6 +679,8 @@ def _decode(data: bytes) -> Any:
                 picture = flat
             else:
                 picture = picture.convert("RGB")
+    except PermanentError:
+        raise
     except Image.DecompressionBombError as exc:
         raise PermanentError("image_too_large", str(exc), stage=STAGE) from exc
     except Exception as exc:
@@ -670,7 +689,20 @@ def _decode(data: bytes) -> Any:
         ) from exc
     if max(picture.size) > MAX_EDGE:
         picture.thumbnail((MAX_EDGE, MAX_EDGE))
-    return picture
+    return _pad_for_ocr(picture)
+
+
+def _pad_for_ocr(picture: Any) -> Any:
+    from PIL import Image
+
+    width, height = picture.size
+    short = -(-max(width, height) // OCR_MAX_ASPECT)
+    if min(width, height) >= short:
+        return picture
+    size = (width, short) if width >= height else (short, height)
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    canvas.paste(picture, ((size[0] - width) // 2, (size[1] - height) // 2))
+    return canvas
 
 
 def build_analysis(lines: list[TextLine], picture: Any) -> Analysis:

@@ -320,6 +320,12 @@ class FakeModelServer:
         if isinstance(item, tuple) and len(item) == 2 and item[0] == "sleep":
             time.sleep(float(item[1]))
 
+    def answered(self, path: str) -> int:
+        """Requests to ``path`` answered with a result (200) to a client still there to get it:
+        what the real API would bill. A client that died mid-request is not counted."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.path == path and r.status == 200)
+
     # -- Anthropic Messages API ------------------------------------------------------------------
 
     def _messages(self, handler: _Handler, record: RecordedRequest) -> None:
@@ -331,6 +337,10 @@ class FakeModelServer:
         if self._answered_with_error(handler, record):
             return
         item = record.scripted
+        if _client_gone(handler):
+            record.status = 499  # nginx's "client closed request": nothing was delivered
+            handler.close_connection = True
+            return
 
         body = record.body
         if item == "text_only":
@@ -735,6 +745,21 @@ _ANTHROPIC_ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
+
+
+def _client_gone(handler: _Handler) -> bool:
+    """Whether the client closed its connection (e.g. its process was killed) while waiting."""
+    import select
+    import socket
+
+    connection = handler.connection
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _anthropic_error(error_type: str, message: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from runtime.topology import (
     DATABASE_APP_ROLE,
     FUNCTIONS,
     ORIGINAL_KEY_PATTERN,
+    DeadLetters,
     Deploy,
     Function,
     Http,
@@ -42,6 +43,7 @@ from runtime.topology import (
     OnEvent,
     Resource,
     Schedule,
+    dead_letter_consumer,
     event_functions,
     function,
     uses_database,
@@ -266,6 +268,13 @@ def assert_wired(d: Deployment, fn: Function) -> None:
         assert [p.inputs["principal"] for p in permissions] == ["events.amazonaws.com"]
         assert permissions[0].inputs["sourceArn"] == rule.state["arn"]
         assert permissions[0].inputs["action"] == "lambda:InvokeFunction"
+    elif isinstance(trigger, DeadLetters):
+        # Polled by SQS event source mappings (they use the function's role, not a resource
+        # policy): one per dead-letter queue.
+        assert permissions == []
+        assert {m.inputs["eventSourceArn"] for m in mappings_to(d, r)} == {
+            q.state["arn"] for q in d.of_type(QUEUE)
+        }
     elif isinstance(trigger, Deploy):
         # Invoked by `pulumi up` with the deployer's credentials: no resource policy at all.
         invocations = [
@@ -313,6 +322,61 @@ def test_a_new_topology_entry_gets_its_wiring(monkeypatch: pytest.MonkeyPatch) -
     )
 
 
+def mappings_to(d: Deployment, fn_res: Res) -> list[Res]:
+    return [
+        m
+        for m in d.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+        if m.inputs["functionName"] == function_arn(fn_res)
+    ]
+
+
+def test_every_dead_letter_queue_is_consumed_by_the_dead_letter_function(
+    deployment: Deployment,
+) -> None:
+    """An event that exhausts its retries, for every event-triggered function, reaches the
+    consumer that fails its item: through an SQS event source with per-record failures, from a
+    queue whose visibility covers the consumer's timeout, with a role that may read it."""
+    consumer = dead_letter_consumer()
+    consumer_res = lambda_of(deployment, consumer)
+    mappings = mappings_to(deployment, consumer_res)
+    assert len(mappings) == len(event_functions())
+    for fn in event_functions():
+        (config,) = [
+            c
+            for c in deployment.of_type(
+                "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
+            )
+            if c.inputs["functionName"] == function_name(lambda_of(deployment, fn))
+        ]
+        dlq_arn = config.inputs["destinationConfig"]["onFailure"]["destination"]
+        (target,) = targets_of(deployment, lambda_of(deployment, fn))
+        assert target.inputs["deadLetterConfig"]["arn"] == dlq_arn  # both paths, one queue
+        (mapping,) = [m for m in mappings if m.inputs["eventSourceArn"] == dlq_arn]
+        assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+        # dead letters stay visible for minutes, so the depth alarm sees each one
+        assert mapping.inputs["maximumBatchingWindowInSeconds"] == 300
+        assert mapping.inputs["batchSize"] >= 10
+        queue = queue_by_arn(deployment, dlq_arn)
+        assert queue.inputs["visibilityTimeoutSeconds"] >= 6 * consumer.timeout_s + 300
+    doc = policy_of(deployment, role_of(deployment, consumer_res))
+    granted = {
+        (action, resource)
+        for s in doc["Statement"]
+        for action in s["Action"]
+        for resource in s["Resource"]
+        if action.startswith("sqs:")
+    }
+    dlq_arns = {q.state["arn"] for q in deployment.of_type(QUEUE)}
+    for action in (
+        "sqs:ReceiveMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+    ):
+        assert {r for a, r in granted if a == action} == dlq_arns, action
+    assert consumer not in event_functions()  # its own failures stay in the queues (retried)
+
+
 # ------------------------------------------------------------------ IAM
 
 
@@ -332,6 +396,10 @@ def allowed_actions(fn: Function) -> set[str]:
         allowed.add("rds-db:connect")
     if fn in event_functions():
         allowed.add("sqs:SendMessage")
+    if Resource.DEAD_LETTERS in fn.reads:
+        allowed |= {"sqs:ReceiveMessage", "sqs:GetQueueAttributes"}
+    if Resource.DEAD_LETTERS in fn.writes:
+        allowed |= {"sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
     per_read = {
         Resource.ORIGINALS: {"s3:GetObject"},
         Resource.DERIVED: {"s3:GetObject"},
@@ -422,9 +490,13 @@ def check_statement(d: Deployment, fn: Function, fn_res: Res, s: dict[str, Any])
                 }
                 allowed = {tables[r].state["arn"] for r in fn.resources if r in tables}
                 assert resource in allowed, (fn.name, action, resource)
-            elif service == "sqs":
+            elif action == "sqs:SendMessage":
                 (target,) = targets_of(d, fn_res)
                 assert resource == target.inputs["deadLetterConfig"]["arn"]
+            elif service == "sqs":
+                # the consumer's: exactly the dead-letter queues, each once
+                assert Resource.DEAD_LETTERS in fn.resources, (fn.name, action)
+                assert sorted(resources) == sorted(q.state["arn"] for q in d.of_type(QUEUE))
             elif service == "logs":
                 log_group = fn_res.inputs["loggingConfig"]["logGroup"]
                 (g,) = [g for g in d.of_type(LOG_GROUP) if g.state["name"] == log_group]

@@ -80,6 +80,7 @@ FUNCTION_DEPENDENTS = {
     "aws:cloudwatch/metricAlarm:MetricAlarm",
     "aws:cloudwatch/dashboard:Dashboard",
     "aws:lambda/invocation:Invocation",
+    "aws:lambda/eventSourceMapping:EventSourceMapping",
 }
 
 
@@ -545,12 +546,15 @@ def test_references_to_functions_are_exactly_the_functions_outputs(salted: Deplo
     (integration,) = d.of_type("aws:apigatewayv2/integration:Integration")
     assert integration.inputs["integrationUri"] == arn["api"]
     permissions = d.of_type("aws:lambda/permission:Permission")
+    # the dead-letter consumer is polled by event source mappings: no resource policy
     assert sorted(p.inputs["function"] for p in permissions) == sorted(
-        name[k] for k in fns if k != "migrate"
+        name[k] for k in fns if k not in ("migrate", "deadletter")
     )
+    mappings = d.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert mappings and {m.inputs["functionName"] for m in mappings} == {arn["deadletter"]}
     targets = d.of_type("aws:cloudwatch/eventTarget:EventTarget")
     configs = d.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
-    async_names = {k for k in fns if k not in ("api", "migrate")}
+    async_names = {k for k in fns if k not in ("api", "migrate", "deadletter")}
     assert sorted(t.inputs["arn"] for t in targets) == sorted(arn[k] for k in async_names)
     assert sorted(c.inputs["functionName"] for c in configs) == sorted(name[k] for k in async_names)
     alarms = d.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")

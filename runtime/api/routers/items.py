@@ -4,6 +4,7 @@ item of another user is indistinguishable from one that does not exist (404)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -37,7 +38,14 @@ from runtime.db.models import Analysis, Item, ItemStatus
 from runtime.db.session import session_scope
 from runtime.domain import cursors
 from runtime.domain.cursors import InvalidCursor
-from runtime.domain.items import create_item, get_item, latest_analysis, transition
+from runtime.domain.items import (
+    create_item,
+    find_duplicate,
+    get_item,
+    latest_analysis,
+    lock_content,
+    transition,
+)
 from runtime.events import AnalysisRequested, item_prefix
 
 router = APIRouter(prefix="/items", tags=["items"])
@@ -59,6 +67,19 @@ MAX_PAGE = 100
 
 def not_found() -> ApiError:
     return ApiError(404, "item_not_found", "There is no such item.")
+
+
+def _refuse_duplicate(session: Session, user_id: str, sha256: str) -> None:
+    """409 ``duplicate_item`` naming the caller's item that already has these bytes."""
+    lock_content(session, user_id, sha256)
+    existing = find_duplicate(session, user_id, sha256)
+    if existing is not None:
+        raise ApiError(
+            409,
+            "duplicate_item",
+            "This image is already in your collection.",
+            item_id=str(existing.id),
+        )
 
 
 def _bucket(ctx: ApiContext) -> str:
@@ -184,7 +205,7 @@ def _decode_cursor(cursor: str, listing: str) -> tuple[datetime, uuid.UUID]:
     status_code=201,
     operation_id="createUpload",
     summary="Create an item and a presigned POST to upload its image straight to S3",
-    responses={**COMMON, **responses(413)},
+    responses={**COMMON, **responses(409, 413)},
 )
 def create_upload(body: CreateUploadRequest, user: CurrentUser, ctx: Ctx) -> CreateUploadResponse:
     limit = ctx.settings.max_upload_bytes
@@ -194,12 +215,15 @@ def create_upload(body: CreateUploadRequest, user: CurrentUser, ctx: Ctx) -> Cre
         )
     content_type = str(body.content_type)
     with session_scope() as session:
+        if body.sha256:
+            _refuse_duplicate(session, user.user_id, body.sha256)
         item = create_item(
             session,
             user_id=user.user_id,
             file_name=body.file_name,
             content_type=content_type,
             byte_size=body.size,
+            sha256=body.sha256,
         )
         post = presigned_upload(
             ctx.s3(),
@@ -248,7 +272,7 @@ def _upload_type(file: UploadFile, file_name: str | None) -> ImageContentType:
         "processing starts from the storage event, as for a presigned upload. Files above the "
         "direct-upload limit (4 MiB by default) must use `POST /items`."
     ),
-    responses={**COMMON, **responses(413, 415)},
+    responses={**COMMON, **responses(409, 413, 415)},
     openapi_extra={
         "requestBody": {
             "content": {
@@ -288,12 +312,15 @@ def upload_item(
     if not data:
         raise ApiError(422, "empty_file", "The file is empty.")
     with session_scope() as session:
+        digest = hashlib.sha256(data).hexdigest()
+        _refuse_duplicate(session, user.user_id, digest)
         item = create_item(
             session,
             user_id=user.user_id,
             file_name=name,
             content_type=str(content_type),
             byte_size=len(data),
+            sha256=digest,
         )
     try:
         ctx.pipeline().store.put(item.original_key, data, str(content_type))
@@ -419,12 +446,17 @@ def read_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemDetail:
     "/{item_id:uuid}/reanalyze",
     status_code=202,
     operation_id="reanalyzeItem",
-    summary="Analyze the item again (a new analysis version); the item goes back to analyzing",
+    summary=(
+        "Analyze the item again (a new analysis version), or retry a failed item: from its "
+        "analysis-size image, or from the original when thumbnailing gave up"
+    ),
     responses={**COMMON, **responses(404, 409)},
 )
 def reanalyze_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemSummary:
     with session_scope() as session:
         item = _owned(session, user.user_id, item_id, lock=True)
+        if _reprocessable(item):
+            return _reprocess(ctx, session, item)
         can = item.status == ItemStatus.READY or (
             item.status == ItemStatus.FAILED and "analysis" in (item.derived_keys or {})
         )
@@ -441,8 +473,8 @@ def reanalyze_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemSummary:
             raise ApiError(
                 409,
                 "not_reanalyzable",
-                f"The item is {item.status}; only a ready item, or one whose analysis failed, "
-                "can be analyzed again.",
+                f"The item is {item.status}; only a ready item, one whose analysis failed, or "
+                "one whose thumbnailing gave up on a transient error can be retried.",
             )
         # Published before the commit: if it fails, the item stays as it was. If the commit
         # failed after it, the analyze stage skips the event (the item is not analyzing).
@@ -452,6 +484,53 @@ def reanalyze_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemSummary:
         analysis = latest_analysis(session, item)
     result = analysis.result if analysis else None
     return ItemSummary(**_summary(ctx, item, _text(result, "category"), _text(result, "headline")))
+
+
+# Failures of the thumbnail stage that another try may not repeat (unlike a bad file).
+_RETRYABLE_THUMBNAIL_FAILURES = ("retries_exhausted", "stalled")
+
+
+def _reprocessable(item: Item) -> bool:
+    return (
+        item.status == ItemStatus.FAILED
+        and item.failure_stage == "thumbnail"
+        and (item.failure_reason or "").startswith(_RETRYABLE_THUMBNAIL_FAILURES)
+    )
+
+
+def _reprocess(ctx: ApiContext, session: Session, item: Item) -> ItemSummary:
+    """Start again from the stored original: S3 announces a copy of the object onto itself
+    ("Object Created"), which the thumbnail stage takes up as for a fresh upload."""
+    stage, reason = item.failure_stage, item.failure_reason
+    transition(
+        session,
+        item,
+        from_statuses=(ItemStatus.FAILED,),
+        to=ItemStatus.PROCESSING,
+        failure_stage=None,
+        failure_reason=None,
+    )
+    session.commit()  # before the event can reach the thumbnail stage
+    try:
+        ctx.s3().copy_object(
+            Bucket=_bucket(ctx),
+            Key=item.original_key,
+            CopySource={"Bucket": _bucket(ctx), "Key": item.original_key},
+            MetadataDirective="REPLACE",
+            ContentType=item.declared_content_type or "application/octet-stream",
+        )
+    except Exception:
+        transition(
+            session,
+            item,
+            from_statuses=(ItemStatus.PROCESSING,),
+            to=ItemStatus.FAILED,
+            failure_stage=stage,
+            failure_reason=reason,
+        )
+        session.commit()
+        raise
+    return ItemSummary(**_summary(ctx, item, None, None))
 
 
 @router.get(
