@@ -188,7 +188,13 @@ def main() -> None:
         default=None,
         help="test file to start at (for mutants that passed the earlier files in a run)",
     )
-    parser.add_argument("--report-from", default=None, help="write results from a progress file")
+    parser.add_argument(
+        "--report-from",
+        nargs="+",
+        default=None,
+        help="write results from progress files (a later file's line for a mutant replaces an "
+        "earlier one: a re-run with --start-at)",
+    )
     parser.add_argument("--worker", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -197,14 +203,20 @@ def main() -> None:
         return
     if args.report_from:
         # The lines a run (possibly stopped early) wrote: report what was measured.
-        done = load_progress(Path(args.report_from))
+        latest: dict[str, Outcome] = {}
+        for path in args.report_from:
+            latest |= {o.mutant.id: o for o in load_progress(Path(path))}
+        done = list(latest.values())
         baseline_ok = [o.status for o in done if o.mutant is BASELINE]
-        outcomes = [o for o in done if o.mutant is not BASELINE]
+        order = [m.id for m in MUTANTS]
+        outcomes = sorted(
+            (o for o in done if o.mutant is not BASELINE), key=lambda o: order.index(o.mutant.id)
+        )
         note = (
             f" Measured {len(outcomes)} of {len(MUTANTS)} mutants"
             + (" (run stopped early)." if len(outcomes) < len(MUTANTS) else ".")
-            + f" Unmutated tree: {baseline_ok[0] if baseline_ok else 'not run'}"
-            + (" (it passes)." if baseline_ok == ["survived"] else ".")
+            + " Unmutated tree: "
+            + {("survived",): "passes.", ("killed",): "FAILS."}.get(tuple(baseline_ok), "not run.")
         )
         report(outcomes, jobs=2, wall=sum(o.seconds for o in done) / 2, note=note)
         return
@@ -219,7 +231,7 @@ def main() -> None:
     scratch_copy(ROOT, base, files)
     jobs = max(1, min(args.jobs, 2))  # two cores, shared: never more than two test runs
     started = time.monotonic()
-    log = Path(tempfile.gettempdir()) / "collections-mutation-progress.jsonl"
+    log = Path(tempfile.gettempdir()) / f"collections-mutation-progress-{os.getpid()}.jsonl"
     log.unlink(missing_ok=True)
     print(f"progress: {log} (one line per mutant)", flush=True)
     all_outcomes = run_workers(
