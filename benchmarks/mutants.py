@@ -244,7 +244,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("api-authorizer-no-audience", API, 'jwt_configuration={"issuer": issuer, "audiences": [audience]},',
            'jwt_configuration={"issuer": issuer, "audiences": []},',
            "tokens for any client of the pool accepted"),
-    Mutant("secrets-plain-string", SECRETS, 'type="SecureString",', 'type="String",',
+    Mutant("secrets-plain-string", SECRETS, 'type="SecureString",\n                value=pulumi.Output.secret(secret.reveal()),', 'type="String",\n                value=pulumi.Output.secret(secret.reveal()),',
            "API keys readable in plaintext"),
     Mutant("config-budget-check-off", CONFIG, "    if database.max_connections < needed:",
            "    if database.max_connections < 0:", "an over-budget stack is accepted"),
