@@ -18,6 +18,18 @@ from infra.options import options_for
 # Secrets the program makes itself: a random value at creation, kept afterwards (its changes
 # are ignored, so a later `pulumi up` does not rotate it and invalidate every cursor).
 GENERATED = ("cursorKey",)
+KEPT_AFTER_CREATION = ["value"]
+
+
+def generated_parameter_options(name: str, parent: pulumi.Resource) -> pulumi.ResourceOptions:
+    """Options of a generated secret's parameter: its value is never changed by an update."""
+    return options_for(
+        "ssm-parameter",
+        protect=False,
+        name=name,
+        parent=parent,
+        ignore_changes=KEPT_AFTER_CREATION,
+    )
 
 
 def parameter_name(stack: str, key: str) -> str:
@@ -55,13 +67,7 @@ class Secrets(pulumi.ComponentResource):
                 type="SecureString",
                 value=pulumi.Output.secret(secrets.token_urlsafe(32)),
                 description=f"Collections {stack}: {key} (generated at creation)",
-                opts=options_for(
-                    "ssm-parameter",
-                    protect=False,
-                    name=f"{name}-{key}",
-                    parent=self,
-                    ignore_changes=["value"],
-                ),
+                opts=generated_parameter_options(f"{name}-{key}", self),
             )
         self.register_outputs({k: p.name for k, p in self.parameters.items()})
 

@@ -4,11 +4,16 @@ The value is never logged and never stored in configuration; the settings carry 
 parameter name.
 """
 
-import os
+from __future__ import annotations
 
-from aws_lambda_powertools.utilities import parameters
+import os
+from typing import TYPE_CHECKING
 
 from runtime.adapters.aws import client_kwargs
+
+if TYPE_CHECKING:
+    # Powertools' parameters package imports boto3: loaded on the first secret read, not at init.
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 SECRET_CACHE_SECONDS = 300
 
@@ -22,13 +27,14 @@ def get_secret(param_name: str | None, env_var: str) -> str | None:
     return value or None
 
 
-_provider: parameters.SSMProvider | None = None
+_provider: SSMProvider | None = None
 
 
-def _ssm_provider() -> parameters.SSMProvider:
+def _ssm_provider() -> SSMProvider:
     global _provider
     if _provider is None:
         import boto3
+        from aws_lambda_powertools.utilities import parameters
 
         _provider = parameters.SSMProvider(boto3_client=boto3.client("ssm", **client_kwargs()))
     return _provider

@@ -36,6 +36,7 @@ from infra_harness import (
 
 import infra.components.storage as storage_module
 from infra import options
+from infra.components.secrets import GENERATED, KEPT_AFTER_CREATION, generated_parameter_options
 from infra.config import parse
 from infra.options import (
     ALIASES,
@@ -608,7 +609,14 @@ def _normalized(d: Deployment) -> dict[str, Any]:
             return [replace(v) for v in value]
         return value
 
-    return {r.urn: replace(r.inputs) for r in d.resources}
+    return {
+        r.urn: {
+            k: v
+            for k, v in replace(r.inputs).items()
+            if k not in _kept_by_the_engine(r.urn, r.inputs)
+        }
+        for r in d.resources
+    }
 
 
 def _changed(a: Deployment, b: Deployment) -> dict[str, set[str]]:
@@ -616,11 +624,23 @@ def _changed(a: Deployment, b: Deployment) -> dict[str, set[str]]:
     ia = {r.urn: r.inputs for r in a.resources}
     ib = {r.urn: r.inputs for r in b.resources}
     assert set(ia) == set(ib), set(ia) ^ set(ib)
-    return {
-        urn: {k for k in ia[urn].keys() | ib[urn].keys() if ia[urn].get(k) != ib[urn].get(k)}
+    changed = {
+        urn: {
+            k
+            for k in ia[urn].keys() | ib[urn].keys()
+            if ia[urn].get(k) != ib[urn].get(k) and k not in _kept_by_the_engine(urn, ia[urn])
+        }
         for urn in ia
         if ia[urn] != ib[urn]
     }
+    return {urn: keys for urn, keys in changed.items() if keys}
+
+
+def _kept_by_the_engine(urn: str, inputs: dict) -> list[str]:
+    """Input keys the program tells the engine to ignore after creation (mocks cannot see it)."""
+    if "aws:ssm/parameter:Parameter" in urn and inputs["name"].rsplit("/", 1)[1] in GENERATED:
+        return KEPT_AFTER_CREATION
+    return []
 
 
 PINNED_BUILD = {
@@ -710,3 +730,10 @@ def test_replaced_functions_are_followed_through_their_outputs_only(
 
 def test_the_options_module_documents_each_kind() -> None:
     assert set(options.REASONS) == set(Kind)
+
+
+def test_a_generated_secret_is_never_rotated_by_an_update() -> None:
+    """Its value is random at each program run: the engine must keep the one it created."""
+    parent = pulumi.ComponentResource("test:index:Parent", "parent")
+    opts = generated_parameter_options("secrets-cursorKey", parent)
+    assert opts.ignore_changes == ["value"]

@@ -8,6 +8,7 @@ setting or a new function is covered without touching this file.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -135,7 +136,13 @@ def test_each_setting_has_the_kind_of_value_the_runtime_reads(
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.name)
-def test_the_runtime_parses_each_functions_environment(dev: Deployment, fn: Function) -> None:
+def test_the_runtime_parses_each_functions_environment(
+    dev: Deployment, fn: Function, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Settings also reads the process environment: only the function's own may count here.
+    for name in list(os.environ):
+        if name.startswith(PREFIX):
+            monkeypatch.delenv(name)
     env = {
         k.removeprefix(PREFIX).lower(): v
         for k, v in env_of(dev, fn).items()
