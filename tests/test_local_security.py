@@ -98,6 +98,8 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     saved = {name: os.environ.get(name) for name in (*keys, "AWS_SESSION_TOKEN")}
     os.environ.update(keys)
     os.environ.pop("AWS_SESSION_TOKEN", None)
+    # boto3's default session keeps the credentials it resolved first: start a new one.
+    boto3.DEFAULT_SESSION = None
     try:
         cloud = bootstrap(emulator.endpoint, stack="sec")
         pool = ensure_pool(cloud.client("cognito-idp"))
@@ -108,6 +110,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        boto3.DEFAULT_SESSION = None
         emulator.stop()
 
 
