@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from runtime.db import migrate
@@ -90,9 +92,13 @@ def test_the_application_role_changes_rows_never_the_schema(postgres: LocalPostg
     postgres.drop_database("app_role_check")
     url = postgres.create_database("app_role_check", extensions=())
     admin = create_engine(url)
-    app = create_engine(make_url(url).set(username=DATABASE_APP_ROLE, password=None))
+    # On AWS the role signs in with IAM tokens; here the server asks for a password (scram).
+    app_password = uuid.uuid4().hex
+    app = create_engine(make_url(url).set(username=DATABASE_APP_ROLE, password=app_password))
     try:
         migrate.upgrade(admin)
+        with admin.begin() as conn:
+            conn.execute(text(f"ALTER ROLE {DATABASE_APP_ROLE} PASSWORD '{app_password}'"))
         with app.begin() as conn:
             conn.execute(
                 text(
