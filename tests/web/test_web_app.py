@@ -103,7 +103,7 @@ class Session:
         page.get_by_label("Email").fill(username)
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("heading", name="Your collection")).to_be_visible()
+        expect(page.get_by_role("heading", name="Your collection", exact=True)).to_be_visible()
 
     def close(self) -> None:
         self.context.close()
@@ -312,7 +312,7 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
     expect(dialog).to_be_hidden()
     view.get_by_role("button", name="Delete…").click()
     dialog.get_by_role("button", name="Delete").click()
-    expect(page.get_by_role("heading", name="Your collection")).to_be_visible()
+    expect(page.get_by_role("heading", name="Your collection", exact=True)).to_be_visible()
     expect(page.locator("#grid li")).to_have_count(2)
     expect(page.locator(f"#grid li[data-id='{item_id}']")).to_have_count(0)
     page.goto(item_url)
