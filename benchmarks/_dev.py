@@ -52,12 +52,14 @@ def start_dev(
     extra_env: dict[str, str] | None = None,
     timeout_s: float = 180,
     workers: int = 2,
+    api_workers: int = 1,
 ) -> DevProduct:
     """`collections dev`, offline providers (no API keys), free ports; waits for the banner."""
     spawned = spawn_dev(
         scratch / "data",
         scratch / "dev.log",
         workers=workers,
+        api_workers=api_workers,
         extra_env=extra_env,
         timeout_s=timeout_s,
     )

@@ -30,6 +30,7 @@ import asyncio
 import copy
 import io
 import json
+import os
 import random
 import tempfile
 import time
@@ -315,8 +316,13 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per cell")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="API server processes (`--api-workers`)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="api_load", help="results file name (no suffix)")
     args = parser.parse_args()
+    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     concurrency = [int(c) for c in args.clients.split(",")]
     if not (DATASETS / "golden").is_dir():
         raise SystemExit(
@@ -324,7 +330,11 @@ def main() -> None:
         )
     _, queries = golden(DATASETS / "golden")
     with tempfile.TemporaryDirectory(prefix="apiload-") as scratch:
-        product = start_dev(Path(scratch), {"COLLECTIONS_API_RATE_LIMIT_PER_MINUTE": "0"})
+        product = start_dev(
+            Path(scratch),
+            {"COLLECTIONS_API_RATE_LIMIT_PER_MINUTE": "0"},
+            api_workers=args.api_workers,
+        )
         try:
             tokens: dict[str, str] = {}
             for n in range(args.users):
@@ -374,9 +384,15 @@ def main() -> None:
         for c in cells
     ]
     per_user = args.items // args.users
+    processes = (
+        "one uvicorn process"
+        if args.api_workers == 1
+        else (f"{args.api_workers} uvicorn processes")
+    )
     markdown = (
         f"### API under load ({args.items:,} items over {args.users} users, "
-        f"{args.duration:g} s per cell, local mode, offline embedder)\n\n"
+        f"{args.duration:g} s per cell, local mode, {processes}, offline embedder; "
+        f"load average before the run {load_before})\n\n"
         + table(
             [
                 "endpoint",
@@ -392,13 +408,15 @@ def main() -> None:
         )
         + f"\n{per_user:,} items per user: semantic search takes the exact-scan path "
         "(<= 5,000 documents per user, `search_exact_scan_max`); semantic and hybrid include "
-        "embedding the query on the API's CPU (all-MiniLM-L6-v2 in numpy). One uvicorn process; "
-        "client, API, PostgreSQL share the machine.\n" + LIMITS
+        "embedding the query on the API's CPU (all-MiniLM-L6-v2 in numpy). "
+        f"{processes.capitalize()}; client, API, PostgreSQL share the machine.\n" + LIMITS
     )
     write_results(
         args.out,
-        "api_load",
+        args.name,
         {
+            "api_workers": args.api_workers,
+            "load_average_before": load_before,
             "items": args.items,
             "users": args.users,
             "issue_items": 100_000,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if not (DATASETS / "golden").is_dir():
         raise SystemExit(f"golden analyses not found at {DATASETS / 'golden'}")
@@ -49,12 +51,14 @@ def main() -> None:
             tokens = {sub: token}
             items: dict[str, list[str]] = {sub: []}
             held = 0
+            loads: list[str] = []
             for step, size in enumerate(sizes):
                 started = time.perf_counter()
                 added = seed(product, [sub], size - held, args.seed + step)
                 items[sub] += added[sub]
                 held = size
                 print(f"{size:,} items ({time.perf_counter() - started:.0f} s)", flush=True)
+                loads.append(", ".join(f"{x:.2f}" for x in os.getloadavg()))
                 for mode in SEARCH_MODES:
                     cell = asyncio.run(
                         run_cell(product.api_url, mode, 1, args.duration, tokens, items, queries)
@@ -92,7 +96,8 @@ def main() -> None:
             )
     markdown = (
         f"### Search as one user's collection grows (1 client, {args.duration:g} s per point, "
-        "local mode, offline embedder)\n\n"
+        f"local mode, one uvicorn process, offline embedder; load average {load_before} before "
+        f"the run, {' / '.join(loads)} before each size)\n\n"
         + table(
             ["items", "mode", "p50 (ms)", "p95 (ms)", "requests", "errors", "p95 <= 50 ms"],
             rows,
@@ -115,6 +120,8 @@ def main() -> None:
             "duration_s": args.duration,
             "target_items": TARGET_ITEMS,
             "target_p95_ms": TARGET_P95_MS,
+            "load_average_before": load_before,
+            "load_average_per_size": loads,
             "meets_target": met,
             "points": points,
         },

@@ -25,7 +25,13 @@ def test_migrations_up_down_up(postgres: LocalPostgres) -> None:
         assert migrate.current_revision(engine) is None
         migrate.upgrade(engine)
         assert migrate.is_current(engine)
-        assert {"items", "analyses", "search_documents"} <= set(inspect(engine).get_table_names())
+        assert {
+            "items",
+            "analyses",
+            "search_documents",
+            "search_lexemes",
+            "search_collections",
+        } <= set(inspect(engine).get_table_names())
 
         indexes = _indexes(engine)
         assert (

@@ -22,6 +22,13 @@ from runtime.local.discovery import default_data_dir
 EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_SERVICE = 1, 2, 3, 4, 5
 
 
+def default_api_workers() -> int:
+    """The CPUs this process may run on (local mode runs that many API processes)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collections",
@@ -44,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where local mode keeps its data (default: $COLLECTIONS_LOCAL_DIR or ./.local)",
     )
     dev.add_argument("--port", type=int, default=8000)
-    dev.add_argument("--workers", type=int, default=2)
+    dev.add_argument("--workers", type=int, default=2, help="pipeline worker processes")
+    dev.add_argument(
+        "--api-workers",
+        type=int,
+        default=default_api_workers(),
+        help="API server processes (default: the number of CPUs this process may use)",
+    )
     dev.add_argument("--aws-port", type=int, default=4566)
     dev.add_argument("--postgres-port", type=int, default=54329)
     dev.add_argument(
@@ -133,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     data_dir=args.data_dir or default_data_dir(),
                     api_port=args.port,
                     workers=args.workers,
+                    api_workers=args.api_workers,
                     aws_port=args.aws_port,
                     postgres_port=args.postgres_port,
                     visibility_timeout_s=args.attempt_timeout,

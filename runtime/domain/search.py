@@ -28,6 +28,18 @@ keyword
     most — which is what lets "ski resorts Japan" find nothing in a collection that has Japan
     but no skiing, while a five-word query still finds the item with four distinctive ones.
     Ties are broken by ``ts_rank_cd`` (term frequency and proximity), then by item id.
+
+    Cost bounded by the window, not by the matches. N and each word's df are kept per user by
+    the database (``search_lexemes``, ``search_collections``, updated by triggers as documents
+    are written, re-analysed and deleted), so no term is counted with a scan; a prefix, phrase or
+    alternative is counted exactly in a collection of up to ``KEYWORD_EXACT_COUNT_MAX`` documents
+    and estimated from its words' counts above that (see ``keyword_statistics``). Then at most
+    ``KEYWORD_WINDOW`` matching documents are scored exactly, taken from the GIN index in stages,
+    best candidates first: those holding every term; those missing one term (the lightest
+    missing first); those holding each term, heaviest first — leaving out any stage whose
+    documents cannot reach the threshold. A collection with at most ``KEYWORD_WINDOW`` matching
+    documents is therefore ranked exactly; a larger one gets the best of the window, and
+    pagination reaches the window's documents.
     Prefix matching (``'photograph':*`` also finds "photography", ``'japan':*`` "Japanese"):
     every word whose stem has at least ``PREFIX_ALL_MIN_CHARS`` (5) characters — stemming does
     not join derived forms — and the last word of a query that does not end with a space (it
@@ -39,8 +51,9 @@ semantic
     [-1, 1]. A user with at most ``search_exact_scan_max`` documents (after filters) is scanned
     exactly; above that the HNSW index is used with pgvector's iterative index scan
     (``hnsw.iterative_scan = relaxed_order``, ``hnsw.ef_search``, ``hnsw.max_scan_tuples``) so
-    that the tenant filter cannot starve the result; it over-fetches and re-sorts by exact
-    distance.
+    that the tenant filter cannot starve the result; it over-fetches (4 x the page depth) and
+    re-sorts by exact distance. ``ef_search`` grows with the page depth and with how little of
+    the table the tenant holds after filters (``hnsw_ef_search``).
 
 hybrid
     First, whether the user's (filtered) collection holds anything relevant at all. Two kinds of
@@ -138,6 +151,10 @@ PREFIX_FACTOR = 0.8  # a word matched only as a prefix counts this share of a fu
 PREFIX_MIN_CHARS = 3  # a last word being typed: shorter ones are not prefix-matched
 PREFIX_ALL_MIN_CHARS = 5  # any word whose stem has at least this many characters
 TS_RANK_WEIGHTS = "{0.35, 0.55, 0.8, 1.0}"  # ts_rank_cd weights {D, C, B, A}, tie-break only
+KEYWORD_WINDOW = 500  # matching documents scored exactly, per search (see keyword_ranked)
+KEYWORD_SUBSET_TERMS = 6  # up to this many terms, a stage per term a document may miss
+KEYWORD_EXACT_COUNT_MAX = 2000  # up to this many documents, every term's df is counted exactly
+KEYWORD_PREFIX_FANOUT = 1000  # words a prefix's df estimate reads at most
 
 # -- hybrid fusion ------------------------------------------------------------------------------
 RRF_K = 60  # the rank constant (the usual value from Cormack et al., 2009)
@@ -152,6 +169,7 @@ STATS_MIN_DOCUMENTS = 10  # below this, standing out means nothing: a cosine flo
 HNSW_MIN_EF_SEARCH = 40
 HNSW_MAX_EF_SEARCH = 1000
 HNSW_OVERFETCH = 4  # fetch this many times the needed depth (>= 40), then sort exactly
+HNSW_EF_FACTOR = 1.8  # ef_search per row fetched, for a tenant holding the whole table
 
 _CURSOR_VERSION = 1
 
@@ -474,83 +492,300 @@ def keyword_ranked(
 ) -> _Ranked:
     if not query.terms or depth <= 0:
         return []
-    params: dict[str, Any] = {"user_id": user_id}
-    for n, term in enumerate(query.terms):
-        params[f"q{n}"] = term.exact
-        if term.prefix:
-            params[f"p{n}"] = term.prefix
-    # Document frequencies over the user's whole collection (each count uses the GIN index).
-    counts = ", ".join(
-        f"(SELECT count(*) FROM search_documents WHERE user_id = :user_id AND tsv @@ "
-        f"CAST(:{'p' if term.prefix else 'q'}{n} AS tsquery)) AS df{n}"
-        for n, term in enumerate(query.terms)
-    )
-    row = session.execute(
-        text(
-            f"SELECT (SELECT count(*) FROM search_documents WHERE user_id = :user_id) AS n, "
-            f"{counts}"
-        ),
-        params,
-    ).one()
-    total = int(row[0])
+    total, frequencies = keyword_statistics(session, user_id, query.terms)
     if total == 0:
         return []
-    idf = [math.log(1.0 + (total - int(df) + 0.5) / (int(df) + 0.5)) for df in row[1:]]
+    idf = [math.log(1.0 + (total - df + 0.5) / (df + 0.5)) for df in frequencies]
     idf_sum = sum(idf)
-
-    def field_case(tsquery: str, factor: float = 1.0) -> str:
-        """The weight of the most important field the term occurs in (0 if none)."""
-        return (
-            f"CASE WHEN ta @@ {tsquery} THEN {FIELD_WEIGHTS['A'] * factor} "
-            f"WHEN tab @@ {tsquery} THEN {FIELD_WEIGHTS['B'] * factor} "
-            f"WHEN tabc @@ {tsquery} THEN {FIELD_WEIGHTS['C'] * factor} "
-            f"WHEN tsv @@ {tsquery} THEN {FIELD_WEIGHTS['D'] * factor} ELSE 0 END"
-        )
-
-    any_terms = []
+    weights = [value / idf_sum for value in idf]
+    params: dict[str, Any] = {"user_id": user_id}
     strengths = []
+    any_terms = []
     for n, term in enumerate(query.terms):
-        params[f"idf{n}"] = idf[n] / idf_sum
-        q = f"CAST(:q{n} AS tsquery)"
-        any_terms.append(f":q{n}")
-        strength = field_case(q)
+        params[f"w{n}"] = weights[n]
+        strength = _field_case(params, f"q{n}", term.exact)
+        any_terms.append(f"CAST(:q{n} AS tsquery)")
         if term.prefix:
-            p = f"CAST(:p{n} AS tsquery)"
-            any_terms.append(f":p{n}")
-            strength = f"GREATEST({strength}, {field_case(p, PREFIX_FACTOR)})"
-        strengths.append(f":idf{n} * {strength}")
-    any_query = " || ".join(f"CAST({t} AS tsquery)" for t in any_terms)
-    negated = ""
+            prefixed = _field_case(params, f"p{n}", term.prefix, PREFIX_FACTOR)
+            strength = f"GREATEST({strength}, {prefixed})"
+            any_terms.append(f"CAST(:p{n} AS tsquery)")
+        strengths.append(f":w{n} * {strength}")
     if query.negated:
-        for n, neg in enumerate(query.negated):
-            params[f"neg{n}"] = neg
-        negated = (
-            " AND NOT (d.tsv @@ ("
-            + " || ".join(f"CAST(:neg{n} AS tsquery)" for n in range(len(query.negated)))
-            + "))"
-        )
-    params.update(threshold=threshold, depth=depth)
+        params["negated"] = " | ".join(f"({neg})" for neg in query.negated)
+    stages = _keyword_stages(query.terms, weights, threshold, params)
+    if not stages:
+        return []
+    # The same window for every page of a search, so that pages cover it without gaps.
+    params.update(threshold=threshold, depth=depth, window=KEYWORD_WINDOW)
+    where = _filter_sql(filters, params)
+    joined = " JOIN items i ON i.id = d.item_id AND i.user_id = :user_id" if "i." in where else ""
+
+    # Each stage: its documents by the GIN index, read (and decompressed) once, less those an
+    # earlier stage took (OFFSET 0 keeps that test above the decompression).
+    def excluding(*names: str | None) -> str:
+        tests = [f"NOT (tsv @@ CAST(:{name} AS tsquery))" for name in names if name]
+        return f" WHERE {' AND '.join(tests)}" if tests else ""
+
+    union = " UNION ALL ".join(
+        f"(SELECT item_id, tsv FROM (SELECT d.item_id, d.tsv || CAST('' AS tsvector) AS tsv "
+        f"FROM search_documents d{joined} WHERE d.user_id = :user_id "
+        f"AND d.tsv @@ CAST(:{stage} AS tsquery){where} OFFSET 0) s"
+        f"{excluding(before, 'negated' if query.negated else None)} LIMIT :window)"
+        for stage, before in stages
+    )
+    # The window's documents are scored exactly: a term's field is the most important one it
+    # occurs in (a query restricted to weight A, then A or B, ...), as the module docs say.
     sql = f"""
-        WITH matched AS MATERIALIZED (
-            SELECT d.item_id, d.tsv,
-                   ts_filter(d.tsv, '{{a}}') AS ta,
-                   ts_filter(d.tsv, '{{a,b}}') AS tab,
-                   ts_filter(d.tsv, '{{a,b,c}}') AS tabc,
-                   ts_rank_cd('{TS_RANK_WEIGHTS}', d.tsv, q.query, 1) AS tiebreak
-            FROM search_documents d
-            JOIN items i ON i.id = d.item_id AND i.user_id = :user_id
-            CROSS JOIN (SELECT ({any_query}) AS query) q
-            WHERE d.user_id = :user_id AND d.tsv @@ q.query{negated}{_filter_sql(filters, params)}
-        ), scored AS (
-            SELECT item_id, tiebreak, ({" + ".join(strengths)}) AS score FROM matched
+        WITH candidates AS MATERIALIZED (SELECT * FROM ({union}) u LIMIT :window),
+        scored AS (
+            SELECT item_id, ({" + ".join(strengths)}) AS score,
+                   ts_rank_cd('{TS_RANK_WEIGHTS}', tsv, ({" || ".join(any_terms)}), 1) AS tiebreak
+            FROM candidates
         )
         SELECT item_id, score, tiebreak FROM scored
         WHERE score >= :threshold
         ORDER BY score DESC, tiebreak DESC, item_id
         LIMIT :depth
     """
-    rows = session.execute(text(sql), params).all()
+    # The stages are index-driven: a sequential scan would read the whole collection to find
+    # the first rows of a rare stage.
+    previous = _set_local(session, {"enable_seqscan": "off"})
+    try:
+        rows = session.execute(text(sql), params).all()
+    finally:
+        _set_local(session, previous)
     return [(r.item_id, float(r.score), float(r.tiebreak)) for r in rows]
+
+
+_FIELD_TIERS = (("A", "A"), ("AB", "B"), ("ABC", "C"))
+
+
+def _field_case(params: dict[str, Any], name: str, tsquery: str, factor: float = 1.0) -> str:
+    """SQL for the weight of the most important field ``tsquery`` occurs in (0 if none)."""
+    params[name] = tsquery
+    cases = []
+    for labels, tier in _FIELD_TIERS:
+        params[f"{name}_{labels}"] = _restricted(tsquery, labels)
+        cases.append(
+            f"WHEN tsv @@ CAST(:{name}_{labels} AS tsquery) THEN {FIELD_WEIGHTS[tier] * factor}"
+        )
+    return (
+        f"CASE WHEN NOT (tsv @@ CAST(:{name} AS tsquery)) THEN 0 {' '.join(cases)} "
+        f"ELSE {FIELD_WEIGHTS['D'] * factor} END"
+    )
+
+
+def _restricted(tsquery: str, labels: str) -> str:
+    """``tsquery`` with every lexeme restricted to the fields of weights ``labels``."""
+    return _TSQUERY_TOKEN.sub(
+        lambda m: (
+            f"{m.group(0)}{'' if m.group(2) else ':'}{labels}"
+            if m.group(1) is not None
+            else m.group(0)
+        ),
+        tsquery,
+    )
+
+
+def _keyword_stages(
+    terms: Sequence[_Term], weights: Sequence[float], threshold: float, params: dict[str, Any]
+) -> list[tuple[str, str | None]]:
+    """The candidate window's stages, best first, as the names of their tsquery parameters:
+    (the stage's documents, those of the earlier stages or None).
+
+    The documents holding every term; then (for up to ``KEYWORD_SUBSET_TERMS`` terms) those
+    missing exactly one, the least weighty missing first; then those holding each term, weightiest
+    (highest IDF) first. The stages are disjoint and together hold every document matching the
+    query, so a window as large as the matches holds them all; a stage whose documents cannot
+    reach ``threshold`` (they lack terms weighing more than ``1 - threshold``) is left out.
+    """
+    matches = [f"({term.prefix or term.exact})" for term in terms]
+    order = sorted(range(len(terms)), key=lambda n: -weights[n])
+    stages: list[tuple[str, str | None]] = []
+    earlier: list[str] = []  # queries matching the documents earlier stages took
+
+    def add(query: str, bound: float, taken: str, lacking: Sequence[str] = ()) -> None:
+        if bound + 1e-9 < threshold:
+            return
+        name = f"stage{len(stages)}"
+        # What the stage's documents lack is told to the index too (fewer rows read).
+        params[name] = f"({query}) & !({' | '.join(lacking)})" if lacking else query
+        before = None
+        if earlier:
+            before = f"{name}_before"
+            params[before] = " | ".join(earlier)
+        stages.append((name, before))
+        earlier.append(taken)
+
+    if len(terms) > 1:
+        every = " & ".join(matches)
+        add(every, 1.0, f"({every})")
+        if len(terms) <= KEYWORD_SUBSET_TERMS and len(terms) > 2:
+            for n in reversed(order):
+                others = " & ".join(m for k, m in enumerate(matches) if k != n)
+                add(others, 1.0 - weights[n], f"({others})", [matches[n]])
+    missing = 0.0
+    for rank, n in enumerate(order):
+        add(matches[n], 1.0 - missing, matches[n], [matches[m] for m in order[:rank]])
+        missing += weights[n]
+    return stages
+
+
+# -- keyword statistics ---------------------------------------------------------------------------
+
+_TSQUERY_TOKEN = re.compile(r"'((?:[^']|'')*)'(:\*)?|[()&|]|<\d+>")
+
+
+@dataclass(frozen=True)
+class _Lexeme:
+    text: str
+    prefix: bool
+
+
+# A tsquery (as keyword search writes them) as a tree: a lexeme, or ("|" or "&", [children]);
+# a phrase ("a <1> b") counts as "&" for its document frequency.
+_QueryTree = _Lexeme | tuple[str, list["_QueryTree"]]
+
+
+def _query_tree(tsquery: str) -> _QueryTree:
+    tokens: list[str | _Lexeme] = []
+    for match in _TSQUERY_TOKEN.finditer(tsquery):
+        if match.group(1) is not None:
+            word = match.group(1).replace("\\\\", "\\").replace("''", "'")
+            tokens.append(_Lexeme(word, bool(match.group(2))))
+        else:  # an operator or a parenthesis; a phrase's <n> counts as &
+            token = match.group(0)
+            tokens.append("&" if token.startswith("<") else token)
+    position = 0
+
+    def either() -> _QueryTree:
+        nonlocal position
+        parts = [both()]
+        while position < len(tokens) and tokens[position] == "|":
+            position += 1
+            parts.append(both())
+        return parts[0] if len(parts) == 1 else ("|", parts)
+
+    def both() -> _QueryTree:
+        nonlocal position
+        parts = [atom()]
+        while position < len(tokens) and tokens[position] == "&":
+            position += 1
+            parts.append(atom())
+        return parts[0] if len(parts) == 1 else ("&", parts)
+
+    def atom() -> _QueryTree:
+        nonlocal position
+        token = tokens[position]
+        position += 1
+        if token == "(":
+            tree = either()
+            position += 1  # ")"
+            return tree
+        assert isinstance(token, _Lexeme)
+        return token
+
+    return either()
+
+
+def _tree_lexemes(tree: _QueryTree) -> list[_Lexeme]:
+    if isinstance(tree, _Lexeme):
+        return [tree]
+    return [lexeme for child in tree[1] for lexeme in _tree_lexemes(child)]
+
+
+def keyword_statistics(
+    session: Session, user_id: str, terms: Sequence[_Term]
+) -> tuple[int, list[int]]:
+    """The user's number of documents and each term's document frequency.
+
+    Both come from the statistics the database keeps per user (``search_lexemes``,
+    ``search_collections``), so no term costs a scan of its matches. A term that is one word
+    (matched exactly) reads its count. A prefix, phrase, compound or alternative is counted
+    exactly in a collection of up to ``KEYWORD_EXACT_COUNT_MAX`` documents, and above that is
+    estimated from its words' counts: a phrase or compound as its rarest word (the documents
+    holding all of them are among those), an alternative or a prefix's words as the union of
+    independent sets, ``N * (1 - prod(1 - df_i / N))``.
+    """
+    total = session.execute(
+        text("SELECT documents FROM search_collections WHERE user_id = :user_id"),
+        {"user_id": user_id},
+    ).scalar()
+    total = max(int(total or 0), 0)
+    if total == 0:
+        return 0, [0 for _ in terms]
+    queries = [term.prefix or term.exact for term in terms]
+    trees = [_query_tree(q) for q in queries]
+    complex_terms = [n for n, tree in enumerate(trees) if not _plain(tree)]
+    exact: dict[int, int] = {}
+    if complex_terms and total <= KEYWORD_EXACT_COUNT_MAX:
+        params: dict[str, Any] = {"user_id": user_id}
+        counts = []
+        for n in complex_terms:
+            params[f"t{n}"] = queries[n]
+            counts.append(
+                f"(SELECT count(*) FROM search_documents WHERE user_id = :user_id "
+                f"AND tsv @@ CAST(:t{n} AS tsquery))"
+            )
+        row = session.execute(text("SELECT " + ", ".join(counts)), params).one()
+        exact = dict(zip(complex_terms, (int(c) for c in row), strict=True))
+    lexemes = {lex for n, tree in enumerate(trees) if n not in exact for lex in _tree_lexemes(tree)}
+    words = sorted({lex.text for lex in lexemes if not lex.prefix})
+    prefixes = sorted({lex.text for lex in lexemes if lex.prefix})
+    df: dict[str, int] = {}
+    expanded: dict[str, list[int]] = {p: [] for p in prefixes}
+    if words:
+        for lexeme, documents in session.execute(
+            text(
+                "SELECT lexeme, documents FROM search_lexemes "
+                "WHERE user_id = :user_id AND lexeme = ANY(CAST(:words AS text[]))"
+            ),
+            {"user_id": user_id, "words": words},
+        ):
+            df[lexeme] = int(documents)
+    if prefixes:
+        for prefix, documents in session.execute(
+            text(
+                """
+                SELECT p.prefix, s.documents
+                FROM unnest(CAST(:prefixes AS text[])) AS p(prefix)
+                CROSS JOIN LATERAL (
+                    SELECT documents FROM search_lexemes
+                    WHERE user_id = :user_id AND documents > 0
+                      AND lexeme >= p.prefix COLLATE "C"
+                      AND lexeme < (p.prefix || chr(1114111)) COLLATE "C"
+                    LIMIT :fanout
+                ) s
+                """
+            ),
+            {"user_id": user_id, "prefixes": prefixes, "fanout": KEYWORD_PREFIX_FANOUT},
+        ):
+            expanded[prefix].append(int(documents))
+
+    def estimate(tree: _QueryTree) -> float:
+        if isinstance(tree, _Lexeme):
+            if tree.prefix:
+                return _union(total, expanded.get(tree.text, []))
+            return min(df.get(tree.text, 0), total)
+        operator, children = tree
+        values = [estimate(child) for child in children]
+        return _union(total, values) if operator == "|" else min(values)
+
+    return total, [
+        exact[n] if n in exact else round(estimate(tree)) for n, tree in enumerate(trees)
+    ]
+
+
+def _plain(tree: _QueryTree) -> bool:
+    return isinstance(tree, _Lexeme) and not tree.prefix
+
+
+def _union(total: int, frequencies: Sequence[float]) -> float:
+    """The expected size of the union of independent subsets of ``total`` documents."""
+    missing = 1.0
+    for df in frequencies:
+        missing *= 1.0 - min(max(df, 0.0), total) / total
+    return total * (1.0 - missing)
 
 
 def _vector_literal(vector: Sequence[float]) -> str:
@@ -579,6 +814,18 @@ def semantic_ranked(
     candidates = session.execute(
         text(f"SELECT count(*) FROM (SELECT 1 {joined} LIMIT :cap) c"), params
     ).scalar_one()
+    if candidates > exact_scan_max:
+        # The tenant's share of the table (its filtered documents, or all of them if there are
+        # too many to count cheaply) against the table's size as last analysed.
+        row = session.execute(
+            text(
+                "SELECT (SELECT documents FROM search_collections WHERE user_id = :user_id), "
+                "(SELECT reltuples FROM pg_class WHERE oid = CAST('search_documents' AS regclass))"
+            ),
+            {"user_id": user_id},
+        ).one()
+        held = max(int(row[0] or 0), candidates)
+        selectivity = held / max(float(row[1] or 0.0), held)
     if candidates <= exact_scan_max:
         # Exact: the distance of each of the user's (filtered) documents. The materialized CTE
         # keeps the planner from answering the ORDER BY with the (approximate) HNSW index.
@@ -595,7 +842,7 @@ def semantic_ranked(
     else:
         fetch = max(HNSW_MIN_EF_SEARCH, depth * HNSW_OVERFETCH)
         params["fetch"] = fetch
-        ef_search = min(HNSW_MAX_EF_SEARCH, max(HNSW_MIN_EF_SEARCH, fetch))
+        ef_search = hnsw_ef_search(fetch, selectivity)
         settings = get_settings()
         previous = _set_local(
             session,
@@ -603,6 +850,9 @@ def semantic_ranked(
                 "hnsw.iterative_scan": "relaxed_order",
                 "hnsw.ef_search": str(ef_search),
                 "hnsw.max_scan_tuples": str(settings.search_hnsw_max_scan_tuples),
+                # Above the exact-scan size the index is the plan: without this, PostgreSQL may
+                # still sort the tenant's documents (a 10% tenant of 100,000: p95 67 ms).
+                "enable_sort": "off",
             },
         )
         try:
@@ -626,6 +876,18 @@ def semantic_ranked(
         finally:
             _set_local(session, previous)
     return [(r.item_id, float(r.score), 0.0) for r in rows]
+
+
+def hnsw_ef_search(fetch: int, selectivity: float) -> int:
+    """``hnsw.ef_search`` for a search that needs ``fetch`` rows (4 x the page depth) from a
+    tenant holding ``selectivity`` of the table (after filters): the graph search keeps
+    ``fetch * HNSW_EF_FACTOR / sqrt(selectivity)`` candidates, within [``HNSW_MIN_EF_SEARCH``,
+    ``HNSW_MAX_EF_SEARCH``], so that a tenant sharing the index with others (whose vectors fill the
+    candidate list and are filtered out) keeps its recall, and a deeper page gets a wider search.
+    """
+    share = min(1.0, max(selectivity, 1e-6))
+    wanted = math.ceil(fetch * HNSW_EF_FACTOR / math.sqrt(share))
+    return min(HNSW_MAX_EF_SEARCH, max(HNSW_MIN_EF_SEARCH, fetch, wanted))
 
 
 def _set_local(session: Session, values: dict[str, str | None]) -> dict[str, str | None]:

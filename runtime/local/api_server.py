@@ -7,7 +7,12 @@
 - A request that is not valid HTTP gets the API's JSON error shape and security headers, not
   uvicorn's plain-text 400.
 
-``python -m runtime.local.api_server --host 127.0.0.1 --port 8000`` (``collections dev`` runs it).
+- ``--workers N``: N processes share the listening socket (uvicorn's supervisor), each with
+  its own app, database pool and query embedder, so requests use up to N CPUs; the API's rate
+  limit is counted per process.
+
+``python -m runtime.local.api_server --host 127.0.0.1 --port 8000 [--workers N]``
+(``collections dev`` runs it).
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from typing import Any
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors import Multiprocess
 
 from runtime.api.errors import error_payload
 from runtime.api.middleware import REQUEST_ID_HEADER
 from runtime.api.security import apply as apply_security_headers
+
+APP_FACTORY = "runtime.api.app:create_app"
 
 
 class StrictH11Protocol(H11Protocol):
@@ -73,8 +81,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
+    if args.workers > 1:
+        # Each worker process imports the app by name and builds it (nothing connects before
+        # the first request); the supervisor restarts a worker that dies.
+        config = server_config(
+            APP_FACTORY,
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
     from runtime.api.app import create_app
 
     config = server_config(create_app(), host=args.host, port=args.port, log_level=args.log_level)

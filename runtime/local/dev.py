@@ -46,6 +46,7 @@ class DevOptions:
     aws_port: int = 4566
     postgres_port: int = 54329
     workers: int = 2
+    api_workers: int = 1
     visibility_timeout_s: int | None = None
 
 
@@ -166,6 +167,8 @@ class DevStack:
                     "127.0.0.1",
                     "--port",
                     str(self.options.api_port),
+                    "--workers",
+                    str(max(1, self.options.api_workers)),
                 ],
                 env=env,
             )

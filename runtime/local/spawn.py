@@ -60,6 +60,7 @@ def spawn_dev(
     log: Path,
     *,
     workers: int = 2,
+    api_workers: int = 1,
     attempt_timeout_s: int | None = None,
     extra_env: dict[str, str] | None = None,
     timeout_s: float = 180,
@@ -85,6 +86,8 @@ def spawn_dev(
         str(pg_port),
         "--workers",
         str(workers),
+        "--api-workers",
+        str(api_workers),
     ]
     if attempt_timeout_s:
         command += ["--attempt-timeout", str(attempt_timeout_s)]

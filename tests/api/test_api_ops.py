@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from runtime.api.routers import items as items_router
 from runtime.local.postgres import LocalPostgres, free_port
-from tests.api.conftest import Api, User
+from tests.api.conftest import Api, CognitoPool, User, configure_api
 from tests.api.support import assert_error
 
 
@@ -191,3 +199,56 @@ def test_search_dates_must_be_rfc3339(api: Api, alice: User) -> None:
             "/search", params={"q": "x", "created_to": good}, headers=alice.headers()
         )
         assert accepted.status_code == 200, (good, accepted.text)
+
+
+def test_local_mode_serves_the_api_from_several_processes(
+    env: object, cognito: CognitoPool, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--workers 2``: two server processes under one supervisor, each serving the app as
+    configured (signed-in requests, the JSON error for bad HTTP), all stopping with it."""
+    configure_api(monkeypatch, cognito)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "runtime.local.api_server", "--port", str(port), "--workers", "2"],
+        env=dict(os.environ),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        workers = [
+            pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(workers) == 2  # (besides multiprocessing's resource tracker)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            statuses = {client.get("/items", headers=alice.headers()).status_code for _ in range(8)}
+            assert statuses == {200}
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            reply = b""
+            while chunk := raw.recv(4096):  # the server closes the connection after it
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 400") and b"malformed_request" in reply
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in children)
+
+
+def _running(pid: str) -> bool:
+    """True if the process exists and has not exited (an unreaped zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
