@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,15 +29,23 @@ ORDER = (
     "cold_start",
     "thumbnails",
     "vector_search",
+    "api_load_1worker",
     "api_load",
     "search_scale",
     "pipeline",
     "cost",  # last: reads the others' results
 )
+# A results name run by another module, and the arguments every run of it gets.
+MODULE = {"api_load_1worker": "api_load"}
+ARGS = {
+    "api_load_1worker": ["--api-workers", "1", "--name", "api_load_1worker"],
+    "api_load": ["--api-workers", str(max(1, len(os.sched_getaffinity(0))))],
+}
 FULL_ARGS = {
     "thumbnails": ["--rounds", "3", "--synthetic-rounds", "5"],
     "vector_search": ["--sizes", "100000x1024,1000000x384"],
     "api_load": ["--items", "100000", "--duration", "10"],
+    "api_load_1worker": ["--items", "100000", "--duration", "10"],
     "cold_start": ["--runs", "11"],
     "search_scale": ["--sizes", "1000,10000,100000"],
 }
@@ -126,6 +135,10 @@ def summary_rows(out: Path) -> list[list[str]]:
             )
     r = load(out, "api_load")
     if r:
+        processes = r.get("api_workers", 1)
+        processes_text = (
+            "one uvicorn process" if processes == 1 else f"{processes} uvicorn processes"
+        )
         for c in r["cells"]:
             if c["clients"] == 8 and c["endpoint"] in ("keyword", "semantic", "hybrid"):
                 one = next(
@@ -136,12 +149,13 @@ def summary_rows(out: Path) -> list[list[str]]:
                 rows.append(
                     [
                         f"API {c['endpoint']} search, 8 clients ({r['items']:,} items, local mode, "
-                        "one uvicorn process)",
+                        f"{processes_text})",
                         f"p95 {c['p95_ms']:.0f} ms, {c['throughput_rps']:.0f} req/s{alone}",
                         f"p95 <= {API_TARGET_P95_MS:.0f} ms",
                         verdict(c["p95_ms"] <= API_TARGET_P95_MS and not c["errors"]),
                     ]
                 )
+    rows += worker_scaling_rows(out)
     r = load(out, "vector_search")
     if r:
         for v in r["runs"]:
@@ -207,6 +221,40 @@ def summary_rows(out: Path) -> list[list[str]]:
     return rows
 
 
+def worker_scaling_rows(out: Path) -> list[list[str]]:
+    """Search throughput at 8 clients with one API process (``api_load_1worker``) against the
+    run with more (``api_load``): the target is throughput growing with the processes."""
+    one, more = load(out, "api_load_1worker"), load(out, "api_load")
+    if not one or not more or more.get("api_workers", 1) <= 1:
+        return []
+
+    def rps(run: dict[str, Any], mode: str) -> float | None:
+        return next(
+            (
+                c["throughput_rps"]
+                for c in run["cells"]
+                if c["endpoint"] == mode and c["clients"] == 8
+            ),
+            None,
+        )
+
+    pairs = {mode: (rps(one, mode), rps(more, mode)) for mode in ("keyword", "semantic", "hybrid")}
+    pairs = {m: p for m, p in pairs.items() if p[0] and p[1]}
+    if not pairs:
+        return []
+    return [
+        [
+            f"API search throughput, 8 clients: 1 -> {more['api_workers']} API processes "
+            f"({more['items']:,} items, local mode)",
+            "; ".join(
+                f"{m} {a:.0f} -> {b:.0f} req/s (x{b / a:.2f})" for m, (a, b) in pairs.items()
+            ),
+            "grows with the processes (up to the CPU count)",
+            verdict(all(b > a * 1.1 for a, b in pairs.values())),
+        ]
+    ]
+
+
 def write_summary(out: Path) -> str:
     body = "| benchmark | measured | target | result |\n|---|---|---|---|\n" + "".join(
         f"| {' | '.join(row)} |\n" for row in summary_rows(out)
@@ -247,8 +295,9 @@ def main() -> None:
     timings, failures = [], []
     if not args.summary_only:
         for name in chosen:
-            extra = FULL_ARGS.get(name, []) if args.full else []
-            command = [sys.executable, "-m", f"benchmarks.{name}", "--out", str(args.out), *extra]
+            extra = [*ARGS.get(name, []), *(FULL_ARGS.get(name, []) if args.full else [])]
+            module = MODULE.get(name, name)
+            command = [sys.executable, "-m", f"benchmarks.{module}", "--out", str(args.out), *extra]
             print(f"\n=== {' '.join(command[1:])}", flush=True)
             started = time.monotonic()
             code = subprocess.run(command, cwd=ROOT).returncode
