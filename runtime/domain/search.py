@@ -250,9 +250,9 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "local/all-MiniLM-L6-v2": Thresholds(
         keyword=0.45,
         semantic=0.5,
-        hybrid=0.75,
+        hybrid=0.25,
         hybrid_keyword=0.4,
-        hybrid_semantic=-math.inf,
+        hybrid_semantic=3.0,
         small_collection=0.6,
     ),
 }
