@@ -54,20 +54,18 @@ DETAIL_FIELDS = ("objects", "themes", "emotions", "vibes")
 
 
 LIMITS = """
-**What limits it.** Local mode serves the API from one uvicorn process (one Python event loop;
-request handling, the query embedding and the synchronous database calls all take its CPU) on a
-machine whose 2 CPUs are shared with PostgreSQL and the load generator. Throughput is flat from
-1 to 32 clients, so latency at N clients is about N x the service time: the growth from 1 to
-8 clients is queueing in this one process. On AWS each Lambda instance serves one request
-at a time and 8 concurrent clients get 8 instances, so the 1-client column is the per-request
-figure that applies there (plus API Gateway's few ms); running uvicorn with several workers
-locally would scale the same way up to the CPU count.
+**What limits it.** Each API process is one Python event loop in which request handling, the
+query embedding (MiniLM in numpy, ~40 ms on this shared CPU) and the synchronous database calls
+all take turns; `collections dev` runs one per CPU (`--api-workers`), and the processes share
+the machine's 2 CPUs with PostgreSQL and the load generator. Once the CPUs are busy, latency at
+N clients is about N x the service time: the growth from 1 to 8 clients is queueing, which more
+processes shorten only while a CPU is idle. On AWS each Lambda instance serves one request at a
+time and 8 concurrent clients get 8 instances, so the 1-client column is the per-request figure
+that applies there (plus API Gateway's few ms).
 
-Keyword and hybrid search slow down as a user's documents grow (compare the 20,000-item run in
-`api_load_20k.md`): the keyword ranking scores every document of the user that matches the
-query. The seeded corpus makes this pessimistic: it is built from 55 golden analyses, so a
-golden query's words match a large share of each user's 2,000 documents, far more than in a
-real, varied collection.
+The seeded corpus is pessimistic for keyword search: it is built from 55 golden analyses, so a
+golden query's words match a large share of each user's documents, far more than in a real,
+varied collection; keyword ranking scores at most 500 of them (`KEYWORD_WINDOW`).
 """
 
 
