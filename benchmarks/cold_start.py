@@ -59,7 +59,9 @@ FIRST_USE = {
     "thumbnail": "import runtime.domain.thumbnail_stage, runtime.db.session",
     "analyze": "import runtime.domain.analyze_stage, runtime.db.session, anthropic",
     "embed": "import runtime.domain.embed_stage, runtime.db.session",
+    "assistant": "import runtime.domain.assistant, runtime.db.session, anthropic",
     "cleanup": "import runtime.domain.cleanup_stage, runtime.db.session",
+    "deadletter": "import runtime.domain.deadletter_stage, runtime.db.session",
 }
 API_FLOOR = (
     "import fastapi, mangum, jwt, jwt.algorithms, runtime.config; "
@@ -68,15 +70,19 @@ API_FLOOR = (
 
 
 LIMITS = """
-**What limits it.** The pipeline handlers import the ORM, the idempotency machinery, the model
-SDKs and the image libraries on first use, not at load: "ready + first use" (what a cold start
-cost when all of it was imported at load, measured in the same run) is the saving. What is left
-at "ready" is pydantic, Powertools (logger, metrics, the event parser), the event models, the
-settings and boto3 (the clients are created at init, so that connections are reused). The API
-builds its FastAPI app at init, and its routes import SQLAlchemy through the domain modules;
-its framework floor alone (no routes) is measured above. Lambda SnapStart does not apply to
-container images. Measured on a 2-CPU machine shared with other work while it ran, so the
-absolute figures are inflated (see the empty interpreter's wall time): compare the columns.
+**What limits it.** What every function loads at "ready" is the interpreter, pydantic and
+pydantic-settings (the settings), Powertools (logger, metrics; for the event handlers also the
+parser's EventBridge models, which load every event source's model) and, for the pipeline
+functions, botocore and the clients they use on every event (created at init so that
+connections are reused). The API loads FastAPI (its OpenAPI models alone are a large part),
+pydantic, PyJWT with `cryptography`, the settings and its own routes and schemas: its framework
+floor (no routes) is measured in the same run. What a request or event may not need is
+imported on first use: the ORM and the queries (the API's routes import them per request; the
+error handlers that need SQLAlchemy's and botocore's classes are registered by the first
+request), the model SDKs, the image libraries and Alembic: "ready + first use" shows that cost
+in the same run. Lambda SnapStart does not apply to container images. Measured on a 2-CPU
+machine shared with other work while it ran, so the absolute figures are inflated (see the
+empty interpreter's time): compare the columns of one run, not runs.
 """
 
 

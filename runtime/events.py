@@ -1,8 +1,10 @@
 """Event contracts: what the pipeline publishes on its bus, and the S3 event it consumes.
 
 Every pipeline event carries ``schema_version`` so that consumers can refuse shapes they do not
-know; the tenant (``user_id``) is in every event. The S3 "Object Created" event is parsed with
-Powertools' model of the EventBridge notification, exactly as AWS delivers it.
+know; the tenant (``user_id``) is in every event. Each event handler declares the EventBridge
+envelope it parses (Powertools' ``EventBridgeModel`` around one of these; the S3 "Object
+Created" notification is Powertools' own model): the parser's models are loaded by the event
+handlers only, never by the API, which publishes events and parses none.
 """
 
 from __future__ import annotations
@@ -11,10 +13,6 @@ import re
 import uuid
 from typing import Annotated, ClassVar, Literal
 
-from aws_lambda_powertools.utilities.parser.models import (
-    EventBridgeModel,
-    S3EventNotificationEventBridgeModel,
-)
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.topology import EventType
@@ -67,21 +65,6 @@ class ItemFailed(PipelineEvent):
     reason: str
 
 
-class ImageProcessedEvent(EventBridgeModel):
-    detail: ImageProcessed
-
-
-class AnalyzeTriggerEvent(EventBridgeModel):
-    detail: ImageProcessed | AnalysisRequested
-
-
-class ItemAnalyzedEvent(EventBridgeModel):
-    detail: ItemAnalyzed
-
-
-S3ObjectCreatedEvent = S3EventNotificationEventBridgeModel
-
-
 class OriginalKey(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -122,10 +105,6 @@ class QuestionAsked(BaseModel):
     user_id: Annotated[str, Field(min_length=1, max_length=128)]
     conversation_id: uuid.UUID
     message_id: uuid.UUID
-
-
-class QuestionAskedEvent(EventBridgeModel):
-    detail: QuestionAsked
 
 
 BusEvent = PipelineEvent | QuestionAsked

@@ -12,9 +12,9 @@ from runtime.events import (
     ImageProcessed,
     ItemFailed,
     OriginalKey,
-    S3ObjectCreatedEvent,
     original_key,
 )
+from runtime.handlers.thumbnail import S3ObjectCreatedEvent
 from runtime.topology import (
     FUNCTIONS,
     DeadLetters,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from runtime.api.context import ApiContext
-from runtime.api.errors import install_error_handlers
+from runtime.api.errors import install_dependency_error_handlers, install_error_handlers
 from runtime.api.limits import RateLimiter
 from runtime.api.middleware import REQUEST_ID_HEADER, RequestEnvelope
 from runtime.api.routers import conversations, items, ops, search, session, web
@@ -53,12 +54,21 @@ TAGS = [
 ]
 
 
+class App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Starlette builds the stack when the app handles its first request (again if middleware
+        # is added later): the handlers whose exception classes need SQLAlchemy and botocore are
+        # registered then, so building the app at cold start imports neither.
+        install_dependency_error_handlers(self)
+        return super().build_middleware_stack()
+
+
 def create_app(settings: Settings | None = None, *, behind_gateway: bool = False) -> FastAPI:
     """Build the app. Nothing is connected here: the database, AWS clients, the JWKS and the
     query embedder are created on first use and then reused (once per process/container)."""
     settings = settings or get_settings()
     rate = 0 if behind_gateway else settings.api_rate_limit_per_minute
-    app = FastAPI(
+    app = App(
         title="Collections API",
         version=API_VERSION,
         description=DESCRIPTION,

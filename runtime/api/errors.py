@@ -241,16 +241,22 @@ async def _dependency_unavailable(request: Request, exc: Exception) -> JSONRespo
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
     from runtime.domain.errors import TransientError
 
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(TransientError, _dependency_unavailable)
+
+
+def install_dependency_error_handlers(app: FastAPI) -> None:
+    """The database's and the AWS SDK's errors (a 503). Their classes live in SQLAlchemy and
+    botocore, so these are registered when the first request builds the middleware stack (see
+    ``runtime.api.app.App``), not when the app is built: a cold start loads neither."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
-    app.add_exception_handler(TransientError, _dependency_unavailable)
     app.add_exception_handler(BotoCoreError, _dependency_unavailable)
     app.add_exception_handler(ClientError, _dependency_unavailable)

@@ -10,8 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from runtime.db.models import ItemStatus
-from runtime.domain.search import SearchMode
+from runtime.domain.vocabulary import ItemStatus, SearchMode
 
 # No control characters (they end up in PostgreSQL text, which refuses NUL).
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
@@ -27,14 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from runtime.domain.vocabulary import ItemStatus
 
-class ItemStatus(StrEnum):
-    UPLOADING = "uploading"
-    PROCESSING = "processing"
-    ANALYZING = "analyzing"
-    INDEXING = "indexing"
-    READY = "ready"
-    FAILED = "failed"
+__all__ = ["Analysis", "Base", "Item", "ItemStatus", "SearchDocument"]
 
 
 class Base(DeclarativeBase):

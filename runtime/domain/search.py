@@ -115,7 +115,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import text
@@ -125,6 +124,7 @@ from runtime.config import Settings, get_settings
 from runtime.domain import cursors
 from runtime.domain.cursors import InvalidCursor
 from runtime.domain.documents import TEXT_SEARCH_CONFIG
+from runtime.domain.vocabulary import MAX_LIMIT, SearchMode
 from runtime.providers.base import Embedder, Reranker, RerankUnavailable
 
 __all__ = [
@@ -142,7 +142,6 @@ log = logging.getLogger(__name__)
 # -- limits -------------------------------------------------------------------------------------
 MAX_QUERY_CHARS = 1000  # longer queries are cut (a 10k-character paste still searches)
 MAX_TERMS = 32  # query terms beyond this are ignored
-MAX_LIMIT = 100  # page size is clamped to [1, MAX_LIMIT]
 MAX_RESULTS = 1000  # hits reachable through pagination, per search
 
 # -- keyword scoring ----------------------------------------------------------------------------
@@ -172,12 +171,6 @@ HNSW_OVERFETCH = 4  # fetch this many times the needed depth (>= 40), then sort 
 HNSW_EF_FACTOR = 1.8  # ef_search per row fetched, for a tenant holding the whole table
 
 _CURSOR_VERSION = 1
-
-
-class SearchMode(StrEnum):
-    KEYWORD = "keyword"
-    SEMANTIC = "semantic"
-    HYBRID = "hybrid"
 
 
 @dataclass(frozen=True)

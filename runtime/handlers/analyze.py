@@ -3,14 +3,20 @@
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime.adapters.idempotency import IdempotentCalls
-from runtime.events import AnalyzeTriggerEvent
+from runtime.events import AnalysisRequested, ImageProcessed
 from runtime.handlers.wiring import METRICS_NAMESPACE, pipeline, report
 
 logger = Logger(service="analyze")
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="analyze")
+
+
+# The EventBridge envelope this function parses (each handler builds only its own model).
+class AnalyzeTriggerEvent(EventBridgeModel):
+    detail: ImageProcessed | AnalysisRequested
 
 
 @metrics.log_metrics

@@ -4,13 +4,19 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.events import QuestionAskedEvent
+from runtime.events import QuestionAsked
 from runtime.handlers.wiring import METRICS_NAMESPACE, assistant_services
 
 logger = Logger(service="assistant")
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="assistant")
+
+
+# The EventBridge envelope this function parses (each handler builds only its own model).
+class QuestionAskedEvent(EventBridgeModel):
+    detail: QuestionAsked
 
 
 @metrics.log_metrics

@@ -3,9 +3,11 @@
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import (
+    S3EventNotificationEventBridgeModel as S3ObjectCreatedEvent,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runtime.events import S3ObjectCreatedEvent
 from runtime.handlers.wiring import METRICS_NAMESPACE, pipeline, report
 
 logger = Logger(service="thumbnail")

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime.api.routers import items as items_router
+from runtime.domain import items as item_queries  # the routes import their queries per request
 from runtime.local.postgres import LocalPostgres, free_port
 from tests.api.conftest import Api, CognitoPool, User, configure_api
 from tests.api.support import assert_error
@@ -124,7 +124,7 @@ def test_error_shape_everywhere(api: Api, alice: User, monkeypatch: pytest.Monke
         headers=alice.headers(),
         json={"file_name": "a.jpg", "content_type": "image/jpeg", "size": 5},
     ).json()["item"]
-    monkeypatch.setattr(items_router, "latest_analysis", boom)
+    monkeypatch.setattr(item_queries, "latest_analysis", boom)
     response = api.http.get(f"/items/{item['id']}", headers=alice.headers())
     error = assert_error(response, 500, "internal_error")
     assert "secret" not in response.text and "RuntimeError" not in response.text

@@ -8,11 +8,9 @@ import hashlib
 import uuid
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
-from sqlalchemy import and_, delete, func, or_, select, true
-from sqlalchemy.orm import Session
 
 from runtime.api.context import ApiContext, api_context
 from runtime.api.deps import CurrentUser
@@ -34,19 +32,18 @@ from runtime.api.schemas import (
     UploadForm,
 )
 from runtime.api.urls import download_expiry, presigned_get, presigned_upload
-from runtime.db.models import Analysis, Item, ItemStatus
-from runtime.db.session import session_scope
 from runtime.domain import cursors
 from runtime.domain.cursors import InvalidCursor
-from runtime.domain.items import (
-    create_item,
-    find_duplicate,
-    get_item,
-    latest_analysis,
-    lock_content,
-    transition,
-)
+from runtime.domain.vocabulary import ItemStatus
 from runtime.events import AnalysisRequested, item_prefix
+
+# The ORM and the item queries are imported by the first request that reaches the database, not
+# when the app is built: a cold start that answers /health, the web page or a refused token never
+# loads SQLAlchemy.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from runtime.db.models import Analysis, Item
 
 router = APIRouter(prefix="/items", tags=["items"])
 Ctx = Annotated[ApiContext, Depends(api_context)]
@@ -71,6 +68,8 @@ def not_found() -> ApiError:
 
 def _refuse_duplicate(session: Session, user_id: str, sha256: str) -> None:
     """409 ``duplicate_item`` naming the caller's item that already has these bytes."""
+    from runtime.domain.items import find_duplicate, lock_content
+
     lock_content(session, user_id, sha256)
     existing = find_duplicate(session, user_id, sha256)
     if existing is not None:
@@ -148,6 +147,8 @@ def _analysis(analysis: Analysis) -> AnalysisVersion:
 
 
 def _owned(session: Session, user_id: str, item_id: uuid.UUID, *, lock: bool = False) -> Item:
+    from runtime.domain.items import get_item
+
     item = get_item(session, user_id, item_id, lock=lock)
     if item is None:
         raise not_found()
@@ -213,6 +214,9 @@ def create_upload(body: CreateUploadRequest, user: CurrentUser, ctx: Ctx) -> Cre
         raise ApiError(
             413, "upload_too_large", f"The file is larger than the upload limit of {limit} bytes."
         )
+    from runtime.db.session import session_scope
+    from runtime.domain.items import create_item
+
     content_type = str(body.content_type)
     with session_scope() as session:
         if body.sha256:
@@ -311,6 +315,12 @@ def upload_item(
         )
     if not data:
         raise ApiError(422, "empty_file", "The file is empty.")
+    from sqlalchemy import delete
+
+    from runtime.db.models import Item
+    from runtime.db.session import session_scope
+    from runtime.domain.items import create_item
+
     with session_scope() as session:
         digest = hashlib.sha256(data).hexdigest()
         _refuse_duplicate(session, user.user_id, digest)
@@ -364,6 +374,11 @@ def list_items(
         ),
     ] = None,
 ) -> ItemPage:
+    from sqlalchemy import and_, func, or_, select, true
+
+    from runtime.db.models import Analysis, Item
+    from runtime.db.session import session_scope
+
     latest = (
         select(
             Analysis.result["category"].astext.label("category"),
@@ -413,6 +428,9 @@ def list_items(
     responses={**COMMON, **responses(404)},
 )
 def read_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemDetail:
+    from runtime.db.session import session_scope
+    from runtime.domain.items import latest_analysis
+
     with session_scope() as session:
         item = _owned(session, user.user_id, item_id)
         analysis = latest_analysis(session, item)
@@ -453,6 +471,10 @@ def read_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemDetail:
     responses={**COMMON, **responses(404, 409)},
 )
 def reanalyze_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> ItemSummary:
+    from runtime.db.models import Item
+    from runtime.db.session import session_scope
+    from runtime.domain.items import latest_analysis, transition
+
     with session_scope() as session:
         item = _owned(session, user.user_id, item_id, lock=True)
         if _reprocessable(item):
@@ -501,6 +523,8 @@ def _reprocessable(item: Item) -> bool:
 def _reprocess(ctx: ApiContext, session: Session, item: Item) -> ItemSummary:
     """Start again from the stored original: S3 announces a copy of the object onto itself
     ("Object Created"), which the thumbnail stage takes up as for a fresh upload."""
+    from runtime.domain.items import transition
+
     stage, reason = item.failure_stage, item.failure_reason
     transition(
         session,
@@ -540,6 +564,11 @@ def _reprocess(ctx: ApiContext, session: Session, item: Item) -> ItemSummary:
     responses={**COMMON, **responses(404)},
 )
 def list_analyses(item_id: ItemId, user: CurrentUser) -> AnalysisList:
+    from sqlalchemy import select
+
+    from runtime.db.models import Analysis
+    from runtime.db.session import session_scope
+
     with session_scope() as session:
         item = _owned(session, user.user_id, item_id)
         analyses = session.scalars(
@@ -559,6 +588,11 @@ def list_analyses(item_id: ItemId, user: CurrentUser) -> AnalysisList:
     responses={204: {"description": "Deleted"}, **COMMON, **responses(404)},
 )
 def delete_item(item_id: ItemId, user: CurrentUser, ctx: Ctx) -> Response:
+    from sqlalchemy import delete
+
+    from runtime.db.models import Item
+    from runtime.db.session import session_scope
+
     store = ctx.pipeline().store
     prefix = item_prefix(user.user_id, item_id)
     with session_scope() as session:

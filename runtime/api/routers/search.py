@@ -11,10 +11,8 @@ from runtime.api.deps import CurrentUser
 from runtime.api.errors import ApiError, responses
 from runtime.api.schemas import PRINTABLE, Rfc3339DateTime, SearchResponse, SearchResult
 from runtime.api.urls import presigned_get
-from runtime.db.models import ItemStatus
-from runtime.db.session import session_scope
-from runtime.domain.search import MAX_LIMIT, InvalidCursor, SearchFilters, SearchMode, search
-from runtime.providers.factory import get_reranker
+from runtime.domain.cursors import InvalidCursor
+from runtime.domain.vocabulary import MAX_LIMIT, ItemStatus, SearchMode
 
 router = APIRouter(tags=["search"])
 Ctx = Annotated[ApiContext, Depends(api_context)]
@@ -54,6 +52,11 @@ def search_items(
         Query(description="`next_cursor` of the previous page of this search (else a 400)"),
     ] = None,
 ) -> SearchResponse:
+    # The ORM and the search queries load with the first search, not with the app.
+    from runtime.db.session import session_scope
+    from runtime.domain.search import SearchFilters, search
+    from runtime.providers.factory import get_reranker
+
     pipeline = ctx.pipeline()
     filters = SearchFilters(
         category=category,
