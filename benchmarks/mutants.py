@@ -35,6 +35,7 @@ EVENTS = "infra/components/events.py"
 STORAGE = "infra/components/storage.py"
 SECRETS = "infra/components/secrets.py"
 CONFIG = "infra/config.py"
+IMAGES = "infra/components/images.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- environment (names, kinds)
@@ -248,6 +249,17 @@ MUTANTS: tuple[Mutant, ...] = (
            "API keys readable in plaintext"),
     Mutant("config-budget-check-off", CONFIG, "    if database.max_connections < needed:",
            "    if database.max_connections < 0:", "an over-budget stack is accepted"),
+    # ---------------------------------------------------------------- images (one per Function.image)
+    Mutant("fn-one-image-for-all", FUNCS, "image_uri=self._image_uris[fn.image],",
+           'image_uri=self._image_uris["api"],',
+           "every function runs the API's image: the thumbnail function has no Pillow, analyze no SDK"),
+    Mutant("images-build-arg-dropped", IMAGES, '                "IMAGE": image,\n', "",
+           "every image builds the Dockerfile's default group: all functions get the API's set"),
+    Mutant("images-shared-cache", IMAGES, 'f"{url}:{CACHE_TAG}-{image}"', 'f"{url}:{CACHE_TAG}"',
+           "the images overwrite each other's registry cache: every build is a cold build"),
+    Mutant("promote-unchecked-digests", IMAGES, 'digests = output("imageDigests", has_digests_of(images))',
+           'digests = output("imageDigests", lambda value: None)',
+           "a source stack missing an image promotes a broken set: a function's image URI fails at deploy"),
 )  # fmt: skip
 
 # Survivors, with why each is acceptable (filled from the measured run; see the README).

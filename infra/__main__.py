@@ -81,7 +81,7 @@ functions = Functions(
     fcfg,
     stack=cfg.stack,
     topology=FUNCTIONS,
-    image_uri=images.image_uri,
+    image_uris=images.image_uris,
     subnet_ids=network.private_subnet_ids,
     security_group_id=network.functions_security_group_id,
     refs=RuntimeRefs(
@@ -179,9 +179,10 @@ pulumi.export("userPoolId", auth.user_pool_id)
 pulumi.export("appClientId", auth.client_id)
 pulumi.export("bucketName", storage.bucket_name)
 pulumi.export("imageRepositoryUrl", images.repository_url)
-pulumi.export("imageDigest", images.digest)
-pulumi.export("imageUri", images.image_uri)
-# What a stack promoting this one's image checks: the platform it was built for.
+# The runtime images, by name (runtime.topology: Function.image): promoted as a set.
+pulumi.export("imageDigests", images.digests)
+pulumi.export("imageUris", images.image_uris)
+# What a stack promoting this one's images checks: the platform they were built for.
 pulumi.export("imagePlatform", images.platform)
 if isinstance(images, PromotedImage):
     pulumi.export("imageSourceStack", images.source_stack)

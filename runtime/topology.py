@@ -129,6 +129,10 @@ class Function:
     # bounds the database connections (see infra/database.py) and keeps one function from
     # starving the others of the account's concurrency.
     reserved_concurrency: int = 2
+    # The runtime image it runs: a dependency group of pyproject.toml, installed on top of the
+    # dependencies every function shares (images/Dockerfile), so each image carries what its
+    # functions import. Functions naming the same group share one image.
+    image: str = "core"
 
     @property
     def resources(self) -> frozenset[Resource]:
@@ -139,6 +143,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="api",
         handler="runtime.handlers.api.handler",
+        image="api",
         trigger=Http(),
         memory_mb=1024,
         timeout_s=29,
@@ -160,6 +165,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="thumbnail",
         handler="runtime.handlers.thumbnail.handler",
+        image="thumbnail",
         trigger=ObjectCreated(key_pattern=ORIGINAL_KEY_PATTERN),
         memory_mb=2048,
         timeout_s=120,
@@ -171,6 +177,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="analyze",
         handler="runtime.handlers.analyze.handler",
+        image="analyze",
         trigger=OnEvent(detail_types=(EventType.IMAGE_PROCESSED, EventType.ANALYSIS_REQUESTED)),
         memory_mb=1024,
         timeout_s=300,
@@ -184,6 +191,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="embed",
         handler="runtime.handlers.embed.handler",
+        image="embed",
         trigger=OnEvent(detail_types=(EventType.ITEM_ANALYZED,)),
         memory_mb=1024,
         timeout_s=120,
@@ -199,6 +207,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="assistant",
         handler="runtime.handlers.assistant.handler",
+        image="assistant",
         trigger=OnEvent(detail_types=(EventType.QUESTION_ASKED,)),
         memory_mb=1024,
         timeout_s=180,
@@ -241,6 +250,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="migrate",
         handler="runtime.handlers.migrate.handler",
+        image="migrate",
         trigger=Deploy(),
         memory_mb=512,
         timeout_s=300,
@@ -258,6 +268,11 @@ DATABASE_ACCESS = frozenset({Resource.DATABASE, Resource.DATABASE_ADMIN})
 def uses_database(fn: Function) -> bool:
     """Whether ``fn`` connects to PostgreSQL (as the application role or as the master user)."""
     return bool(fn.resources & DATABASE_ACCESS)
+
+
+def images() -> tuple[str, ...]:
+    """The runtime images the functions run, each once, in declaration order."""
+    return tuple(dict.fromkeys(fn.image for fn in FUNCTIONS))
 
 
 def function(name: str) -> Function:

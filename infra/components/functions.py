@@ -2,14 +2,14 @@
 
 Each function gets: its own auto-named role with an inline least-privilege policy derived from
 its declared resources (:mod:`infra.iam`) that the function depends on (on a fresh stack Lambda
-checks the role's permissions at creation), a log group created here with a retention, the
-runtime image by digest with the handler as the image command, the configured architecture,
-memory, timeout and reserved concurrency from the topology, the VPC's private subnets when it
-talks to the database, active X-Ray tracing, and — when EventBridge invokes it asynchronously —
-an encrypted SQS dead-letter queue used both as the async on-failure destination and as the
-rule target's DLQ. The topology's dead-letter consumer reads every one of those queues through
-an SQS event source mapping that batches for up to five minutes (so the queue-depth alarm sees
-every dead letter), then fails each event's item.
+checks the role's permissions at creation), a log group created here with a retention, its
+runtime image (``Function.image``) by digest with the handler as the image command, the
+configured architecture, memory, timeout and reserved concurrency from the topology, the VPC's
+private subnets when it talks to the database, active X-Ray tracing, and — when EventBridge
+invokes it asynchronously — an encrypted SQS dead-letter queue used both as the async on-
+failure destination and as the rule target's DLQ. The topology's dead-letter consumer reads
+every one of those queues through an SQS event source mapping that batches for up to five
+minutes (so the queue-depth alarm sees every dead letter), then fails each event's item.
 
 Creation happens in two steps so the migrations can run in between: the constructor creates the
 roles, log groups, queues and the migrator (the ``Deploy`` function);
@@ -89,7 +89,7 @@ class Functions(pulumi.ComponentResource):
         cfg: FunctionsConfig,
         *,
         stack: str,
-        image_uri: pulumi.Input[str],
+        image_uris: Mapping[str, pulumi.Input[str]],
         subnet_ids: pulumi.Input[Sequence[str]],
         security_group_id: pulumi.Input[str],
         refs: RuntimeRefs,
@@ -100,7 +100,7 @@ class Functions(pulumi.ComponentResource):
         super().__init__("collections:functions:Functions", name, None, opts)
         self._name = name
         self._cfg = cfg
-        self._image_uri = image_uri
+        self._image_uris = image_uris
         self._subnet_ids = subnet_ids
         self._security_group_id = security_group_id
         self._refs = refs
@@ -201,7 +201,7 @@ class Functions(pulumi.ComponentResource):
             # No `name`: auto-named, so a replacement is created before the old one is deleted.
             description=fn.description,
             package_type="Image",
-            image_uri=self._image_uri,
+            image_uri=self._image_uris[fn.image],  # the function's own image, by digest
             image_config=image_config(fn),
             architectures=[cfg.architecture],
             memory_size=fn.memory_mb,

@@ -1,9 +1,11 @@
-"""Images: the ECR repository (scan on push, lifecycle keeping the last N images) and the runtime
-image, built from ``images/Dockerfile`` with the docker-build provider and pushed — or, in a stack
-configured with ``imagesFromStack``, :class:`PromotedImage`: no repository, no build, the exact
-digest another stack built and tested, read from that stack's outputs.
+"""Images: the ECR repository (scan on push, lifecycle keeping the last N builds) and the runtime
+images, one per ``Function.image`` of the topology, each built from ``images/Dockerfile`` (build
+argument ``IMAGE``: the dependency group it installs on top of the shared set) with the
+docker-build provider and pushed — or, in a stack configured with ``imagesFromStack``,
+:class:`PromotedImage`: no repository, no build, the exact digests another stack built and
+tested, read from that stack's outputs. The images are promoted as a set.
 
-Functions reference the image by digest (``<repository>@sha256:…``), never by tag. The build is
+Functions reference their image by digest (``<repository>@sha256:…``), never by tag. The build is
 single-platform (the functions' architecture) and carries no provenance/SBOM attestations: the
 provider's embedded buildx (``exec=False``) builds with no attestations, so ECR receives a plain
 image manifest, not an image index (which Lambda rejects). ``exec=True`` would shell out to the
@@ -33,6 +35,7 @@ from infra.references import (
     reference,
     require_output,
 )
+from runtime.topology import images as topology_images
 
 CACHE_TAG = "buildcache"
 # Tag prefix the deploy workflow puts on every digest it promoted to another stack: the
@@ -43,22 +46,23 @@ KEEP_PROMOTED_IMAGES = 100
 PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
-def lifecycle_policy(keep_images: int) -> str:
-    """Keep the build cache manifest, the promoted images and the newest ``keep_images`` images.
+def lifecycle_policy(keep_images: int, images: int = 1) -> str:
+    """Keep each image's build cache manifest, the promoted images and the newest
+    ``keep_images`` builds of each of the ``images`` images (one build pushes all of them).
 
     An image matched by a rule is never expired by a rule of lower priority, so the "any" rule
-    does not count the cache manifest or promoted images."""
+    does not count the cache manifests or promoted images."""
     return json.dumps(
         {
             "rules": [
                 {
                     "rulePriority": 1,
-                    "description": "keep the registry build cache",
+                    "description": "keep the registry build cache of each image",
                     "selection": {
                         "tagStatus": "tagged",
                         "tagPrefixList": [CACHE_TAG],
                         "countType": "imageCountMoreThan",
-                        "countNumber": 1,
+                        "countNumber": images,
                     },
                     "action": {"type": "expire"},
                 },
@@ -69,17 +73,17 @@ def lifecycle_policy(keep_images: int) -> str:
                         "tagStatus": "tagged",
                         "tagPrefixList": [PROMOTED_TAG_PREFIX],
                         "countType": "imageCountMoreThan",
-                        "countNumber": KEEP_PROMOTED_IMAGES,
+                        "countNumber": KEEP_PROMOTED_IMAGES * images,
                     },
                     "action": {"type": "expire"},
                 },
                 {
                     "rulePriority": 3,
-                    "description": f"keep the last {keep_images} images",
+                    "description": f"keep the last {keep_images} builds of each image",
                     "selection": {
                         "tagStatus": "any",
                         "countType": "imageCountMoreThan",
-                        "countNumber": keep_images,
+                        "countNumber": keep_images * images,
                     },
                     "action": {"type": "expire"},
                 },
@@ -138,6 +142,18 @@ def digest_reference(repository_url: str, digest: str | None) -> pulumi.Output[s
     return image_uri(repository_url, digest or "")
 
 
+def uri_map(
+    repository_url: pulumi.Input[str], digests: dict[str, pulumi.Output[str]]
+) -> dict[str, pulumi.Output[str]]:
+    """Each image's ``<repository>@sha256:…``."""
+    return {
+        image: pulumi.Output.all(repository_url, digest).apply(
+            lambda args: digest_reference(args[0], args[1])
+        )
+        for image, digest in digests.items()
+    }
+
+
 def context_path(path: Path) -> str:
     """Paths relative to the program's working directory, so state does not depend on where the
     repository is checked out (Pulumi runs the program from ``infra/``)."""
@@ -146,10 +162,10 @@ def context_path(path: Path) -> str:
 
 class Images(pulumi.ComponentResource):
     repository: aws.ecr.Repository
-    image: docker_build.Image
+    builds: dict[str, docker_build.Image]
     repository_url: pulumi.Output[str]
-    digest: pulumi.Output[str]
-    image_uri: pulumi.Output[str]
+    digests: dict[str, pulumi.Output[str]]
+    image_uris: dict[str, pulumi.Output[str]]
     platform: str
     source_stack: str | None = None
 
@@ -161,10 +177,12 @@ class Images(pulumi.ComponentResource):
         architecture: str,
         region: str,
         build: BuildInfo,
+        images: tuple[str, ...] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("collections:images:Images", name, None, opts)
         self.platform = build_platform(architecture)
+        images = images or topology_images()
         child = pulumi.ResourceOptions(parent=self)
 
         self.repository = aws.ecr.Repository(
@@ -185,22 +203,46 @@ class Images(pulumi.ComponentResource):
         aws.ecr.LifecyclePolicy(
             f"{name}-runtime-lifecycle",
             repository=self.repository.name,
-            policy=lifecycle_policy(cfg.keep_images),
+            policy=lifecycle_policy(cfg.keep_images, len(images)),
             opts=child,
         )
         self.repository_url = self.repository.repository_url
 
         token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
-        cache_ref = self.repository_url.apply(lambda url: f"{url}:{CACHE_TAG}")
-        self.image = docker_build.Image(
-            f"{name}-runtime-image",
+        self.builds = {image: self._build(name, image, build, token, child) for image in images}
+        self.digests = {image: b.digest for image, b in self.builds.items()}
+        self.image_uris = uri_map(self.repository_url, self.digests)
+        self.register_outputs(
+            {
+                "repositoryUrl": self.repository_url,
+                "digests": self.digests,
+                "imageUris": self.image_uris,
+                "platform": self.platform,
+            }
+        )
+
+    def _build(
+        self,
+        name: str,
+        image: str,
+        build: BuildInfo,
+        token: pulumi.Output[Any],
+        opts: pulumi.ResourceOptions,
+    ) -> docker_build.Image:
+        cache_ref = self.repository_url.apply(lambda url: f"{url}:{CACHE_TAG}-{image}")
+        return docker_build.Image(
+            f"{name}-runtime-{image}",
             context=docker_build.BuildContextArgs(location=context_path(REPO_ROOT)),
             dockerfile=docker_build.DockerfileArgs(
                 location=context_path(IMAGES_DIR / "Dockerfile")
             ),
             platforms=[docker_build.Platform(self.platform)],
-            build_args={"GIT_SHA": build.git_sha, "BUILD_TIME": build.build_time},
-            tags=[self.repository_url.apply(lambda url: f"{url}:{build.tag}")],
+            build_args={
+                "IMAGE": image,
+                "GIT_SHA": build.git_sha,
+                "BUILD_TIME": build.build_time,
+            },
+            tags=[self.repository_url.apply(lambda url: f"{url}:{build.tag}-{image}")],
             push=True,
             exec_=False,
             registries=[
@@ -225,35 +267,25 @@ class Images(pulumi.ComponentResource):
                     )
                 )
             ],
-            opts=child,
-        )
-        self.digest = self.image.digest
-        self.image_uri = pulumi.Output.all(self.repository_url, self.digest).apply(
-            lambda args: digest_reference(args[0], args[1])
-        )
-        self.register_outputs(
-            {
-                "repositoryUrl": self.repository_url,
-                "digest": self.digest,
-                "imageUri": self.image_uri,
-                "platform": self.platform,
-            }
+            opts=opts,
         )
 
 
 class PromotedImage(pulumi.ComponentResource):
-    """The image another stack of this project built, pushed and runs: deployed here by digest.
+    """The images another stack of this project built, pushed and runs: deployed here by digest,
+    as a set.
 
-    Reads ``imageRepositoryUrl``, ``imageDigest``, ``imagePlatform`` and ``region`` from the source
-    stack (:func:`infra.references.require_output`). The platform must be this stack's functions'
-    architecture and the region this stack's (Lambda pulls only from ECR in its own region);
-    anything missing or different fails the deployment with a message naming the stack and the
-    output. No repository and no build exist in this stack.
+    Reads ``imageRepositoryUrl``, ``imageDigests`` (image name -> digest), ``imagePlatform`` and
+    ``region`` from the source stack (:func:`infra.references.require_output`). Every image this
+    stack's topology names must be there with a digest; the platform must be this stack's
+    functions' architecture and the region this stack's (Lambda pulls only from ECR in its own
+    region); anything missing or different fails the deployment with a message naming the stack
+    and the output. No repository and no build exist in this stack.
     """
 
     repository_url: pulumi.Output[str]
-    digest: pulumi.Output[str]
-    image_uri: pulumi.Output[str]
+    digests: dict[str, pulumi.Output[str]]
+    image_uris: dict[str, pulumi.Output[str]]
     platform: str
     source_stack: str
 
@@ -264,11 +296,13 @@ class PromotedImage(pulumi.ComponentResource):
         source_stack: str,
         architecture: str,
         region: str,
+        images: tuple[str, ...] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("collections:images:PromotedImage", name, None, opts)
         self.source_stack = source_stack
         self.platform = build_platform(architecture)
+        images = images or topology_images()
         self.source = reference(f"{name}-source", source_stack, parent=self)
 
         def output(key: str, check: Check) -> pulumi.Output[Any]:
@@ -277,22 +311,45 @@ class PromotedImage(pulumi.ComponentResource):
             )
 
         self.repository_url = output("imageRepositoryUrl", is_repository_url)
-        self.digest = output("imageDigest", is_digest)
+        digests = output("imageDigests", has_digests_of(images))
         platform = output(
             "imagePlatform",
             equals(self.platform, f"this stack's functions run on {architecture}, i.e."),
         )
         source_region = output("region", equals(region, "Lambda pulls only from its own region,"))
-        # Every check is part of the URI the functions get, so a failed one fails the update.
-        self.image_uri = pulumi.Output.all(
-            self.repository_url, self.digest, platform, source_region
-        ).apply(lambda a: image_uri(a[0], a[1]))
+        # Every check is part of each URI the functions get, so a failed one fails the update.
+        checked = pulumi.Output.all(digests, platform, source_region).apply(lambda a: a[0])
+        self.digests = {image: checked.apply(lambda d, i=image: d[i]) for image in images}
+        self.image_uris = {
+            image: pulumi.Output.all(self.repository_url, digest).apply(
+                lambda a: image_uri(a[0], a[1])
+            )
+            for image, digest in self.digests.items()
+        }
         self.register_outputs(
             {
                 "sourceStack": source_stack,
                 "repositoryUrl": self.repository_url,
-                "digest": self.digest,
-                "imageUri": self.image_uri,
+                "digests": self.digests,
+                "imageUris": self.image_uris,
                 "platform": self.platform,
             }
         )
+
+
+def has_digests_of(images: tuple[str, ...]) -> Check:
+    """The source stack's ``imageDigests`` holds a digest for each of ``images``."""
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"is not a map of image name to digest: {value!r}"
+        missing = [image for image in images if image not in value]
+        if missing:
+            return f"has no digest for the image(s) {', '.join(missing)}"
+        for image in images:
+            problem = is_digest(value[image])
+            if problem:
+                return f"[{image!r}] {problem}"
+        return None
+
+    return check

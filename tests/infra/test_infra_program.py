@@ -46,10 +46,12 @@ from runtime.topology import (
     dead_letter_consumer,
     event_functions,
     function,
+    images,
     uses_database,
 )
 
 LAMBDA = "aws:lambda/function:Function"
+IMAGE = "docker-build:index:Image"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -161,8 +163,8 @@ def test_lambda_runs_the_image_by_digest_with_its_handler(
     i = r.inputs
     assert i["packageType"] == "Image"
     assert DIGEST_URI.match(i["imageUri"]), i["imageUri"]
-    assert i["imageUri"] == deployment.outputs["imageUri"]
-    assert i["imageUri"].endswith("@" + deployment.outputs["imageDigest"])
+    assert i["imageUri"] == deployment.outputs["imageUris"][fn.image]  # its own image
+    assert i["imageUri"].endswith("@" + deployment.outputs["imageDigests"][fn.image])
     assert "name" not in i, "functions must be auto-named (create-before-delete on replace)"
     assert i["architectures"] == ["arm64"]
     assert i["imageConfig"] == {"commands": [fn.handler]}
@@ -194,8 +196,10 @@ def test_alarm_email_subscribes_to_the_alarm_topic(dev_x86: Deployment) -> None:
 def test_architecture_comes_from_the_stack_config(dev_x86: Deployment) -> None:
     for r in dev_x86.of_type(LAMBDA):
         assert r.inputs["architectures"] == ["x86_64"]
-    (image,) = dev_x86.of_type("docker-build:index:Image")
-    assert image.inputs["platforms"] == ["linux/amd64"]
+    built = dev_x86.of_type(IMAGE)
+    assert len(built) == len(images())
+    for image in built:
+        assert image.inputs["platforms"] == ["linux/amd64"]
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.name)
@@ -888,8 +892,8 @@ def test_parameters_use_one_naming_scheme_and_functions_get_names(deployment: De
 
 
 def test_registry_credentials_stay_secret(deployment: Deployment) -> None:
-    (image,) = deployment.of_type("docker-build:index:Image")
-    assert is_secret_value(image.inputs["registries"])
+    for image in deployment.of_type("docker-build:index:Image"):
+        assert is_secret_value(image.inputs["registries"])
     for r in deployment.resources:
         if r.type != "docker-build:index:Image":
             assert FAKE_ECR_PASSWORD not in json.dumps(unwrap(r.inputs), default=str)
@@ -898,16 +902,31 @@ def test_registry_credentials_stay_secret(deployment: Deployment) -> None:
 # ------------------------------------------------------------------ image, network, monitoring
 
 
+def test_one_image_per_topology_image_with_distinct_digests(deployment: Deployment) -> None:
+    built = {r.inputs["buildArgs"]["IMAGE"]: r for r in deployment.of_type(IMAGE)}
+    assert sorted(built) == sorted(images())
+    assert {fn.image for fn in FUNCTIONS} == set(built)
+    digests = deployment.outputs["imageDigests"]
+    assert {name: r.state["digest"] for name, r in built.items()} == digests
+    assert len(set(digests.values())) == len(digests)  # each image is its own build
+    tags = [r.inputs["tags"][0] for r in built.values()]
+    assert len(set(tags)) == len(tags)
+    caches = {r.inputs["cacheTo"][0]["registry"]["ref"] for r in built.values()}
+    assert len(caches) == len(built)  # one registry cache per image
+
+
+@pytest.mark.parametrize("name", images())
 def test_image_is_built_for_the_function_platform_without_attestations(
-    deployment: Deployment,
+    deployment: Deployment, name: str
 ) -> None:
-    (image,) = deployment.of_type("docker-build:index:Image")
+    (image,) = [r for r in deployment.of_type(IMAGE) if r.inputs["buildArgs"]["IMAGE"] == name]
     i = image.inputs
     assert i["platforms"] == ["linux/arm64"]
     assert i["push"] is True
     assert i["exec"] is False  # the embedded builder: no provenance/SBOM, no image index
     assert "exports" not in i
-    assert set(i["buildArgs"]) == {"GIT_SHA", "BUILD_TIME"}
+    assert set(i["buildArgs"]) == {"IMAGE", "GIT_SHA", "BUILD_TIME"}
+    assert i["tags"][0].endswith(f"-{name}")
     # Paths are relative to the program's working directory (infra/ under `pulumi up`).
     assert (Path.cwd() / i["context"]["location"]).resolve() == REPO_ROOT
     dockerfile = (Path.cwd() / i["dockerfile"]["location"]).resolve()
@@ -924,10 +943,11 @@ def test_image_is_built_for_the_function_platform_without_attestations(
     rules = as_json(lc.inputs["policy"])["rules"]
     assert [r["rulePriority"] for r in rules] == [1, 2, 3]
     assert rules[1]["selection"]["tagPrefixList"] == ["promoted-"]  # never expire promoted ones
+    assert rules[0]["selection"]["countNumber"] == len(images())  # each image's cache
     assert rules[2]["selection"] == {
         "tagStatus": "any",
         "countType": "imageCountMoreThan",
-        "countNumber": 10,
+        "countNumber": 10 * len(images()),  # the last 10 builds of each image
     }
 
 
@@ -1035,16 +1055,18 @@ def test_stack_outputs(deployment: Deployment) -> None:
         "appClientId",
         "bucketName",
         "imageRepositoryUrl",
-        "imageDigest",
-        "imageUri",
+        "imageDigests",
+        "imageUris",
         "imagePlatform",
         "dashboardUrl",
     }
     (api,) = deployment.of_type("aws:apigatewayv2/api:Api")
     assert out["apiUrl"] == api.state["apiEndpoint"]
     assert out["bucketName"] == bucket(deployment).state["bucket"]
-    assert out["imageDigest"].startswith("sha256:")
-    assert out["imageUri"] == f"{out['imageRepositoryUrl']}@{out['imageDigest']}"
+    assert set(out["imageDigests"]) == set(images())
+    for name, digest in out["imageDigests"].items():
+        assert digest.startswith("sha256:")
+        assert out["imageUris"][name] == f"{out['imageRepositoryUrl']}@{digest}"
     assert out["imagePlatform"] == "linux/arm64"
     assert out["dashboardUrl"].endswith("#dashboards/dashboard/collections-dev")
 

@@ -59,7 +59,7 @@ from infra.references import (
     qualified_stack_name,
     subnet_ids,
 )
-from runtime.topology import FUNCTIONS
+from runtime.topology import FUNCTIONS, images
 
 HERE = Path(__file__).resolve().parent
 STATEFUL_URNS = json.loads((HERE / "stateful_urns.json").read_text())["urns"]
@@ -370,29 +370,33 @@ def test_prod_promotes_devs_image_by_digest_without_building(label: str) -> None
     (read,) = prod.reads
     assert read.type == STACK_REFERENCE_TYPE
     assert read.id == f"{ORGANIZATION}/collections/dev"
-    expected = f"{dev.outputs['imageRepositoryUrl']}@{dev.outputs['imageDigest']}"
-    assert expected == dev.outputs["imageUri"]
-    functions = prod.of_type(LAMBDA)
+    expected = {
+        name: f"{dev.outputs['imageRepositoryUrl']}@{digest}"
+        for name, digest in dev.outputs["imageDigests"].items()
+    }
+    assert expected == dev.outputs["imageUris"]
+    assert len(set(expected.values())) == len(images())  # a set of distinct images
+    functions = {f.name.removeprefix("functions-"): f for f in prod.of_type(LAMBDA)}
     assert len(functions) == len(FUNCTIONS)
-    for f in functions:
-        assert f.inputs["imageUri"] == expected, f.name
-        assert f.inputs["packageType"] == "Image"
-    assert prod.outputs["imageDigest"] == dev.outputs["imageDigest"]
-    assert prod.outputs["imageUri"] == expected
+    for fn in FUNCTIONS:
+        assert functions[fn.name].inputs["imageUri"] == expected[fn.image], fn.name
+        assert functions[fn.name].inputs["packageType"] == "Image"
+    assert prod.outputs["imageDigests"] == dev.outputs["imageDigests"]
+    assert prod.outputs["imageUris"] == expected
     assert prod.outputs["imageSourceStack"] == f"{ORGANIZATION}/collections/dev"
 
 
 def test_a_building_stack_reads_no_other_stack() -> None:
     dev = deployment_for("dev-update")
     assert dev.reads == []
-    assert len(dev.of_type(IMAGE)) == 1
+    assert len(dev.of_type(IMAGE)) == len(images())
     assert dev.outputs["imagePlatform"] == "linux/arm64"
 
 
 @pytest.mark.parametrize("preview", [True, False])
 def test_a_missing_image_output_fails_naming_the_stack_and_output(preview: bool) -> None:
     outputs = dict(deployment_for("dev-update").outputs)
-    del outputs["imageDigest"]
+    del outputs["imageDigests"]
     with pytest.raises(StackOutputError) as caught:
         run(
             "missing-digest",
@@ -401,8 +405,28 @@ def test_a_missing_image_output_fails_naming_the_stack_and_output(preview: bool)
             stack_outputs={f"{ORGANIZATION}/collections/dev": outputs},
         )
     assert caught.value.stack == "acme/collections/dev"
-    assert caught.value.output == "imageDigest"
-    assert "Stack 'acme/collections/dev' has no output 'imageDigest'" in str(caught.value)
+    assert caught.value.output == "imageDigests"
+    assert "Stack 'acme/collections/dev' has no output 'imageDigests'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("thumbnail"), "has no digest for the image(s) thumbnail"),
+        (lambda d: d.update(embed="latest"), "['embed'] is not an image digest"),
+    ],
+    ids=["image-missing", "not-a-digest"],
+)
+def test_promoting_an_incomplete_image_set_fails(change: Any, message: str) -> None:
+    """Every image this stack's functions run must come from the source stack, by digest."""
+    outputs = dict(deployment_for("dev-update").outputs)
+    digests = dict(outputs["imageDigests"])
+    change(digests)
+    outputs["imageDigests"] = digests
+    with pytest.raises(StackOutputError) as caught:
+        run("incomplete", "prod", stack_outputs={f"{ORGANIZATION}/collections/dev": outputs})
+    assert caught.value.output == "imageDigests"
+    assert message in str(caught.value)
 
 
 def test_promoting_an_image_built_for_another_architecture_fails() -> None:

@@ -316,6 +316,9 @@ def test_ecr_lifecycle_keeps_the_cache_and_the_last_n_images() -> None:
         "countType": "imageCountMoreThan",
         "countNumber": 7,
     }
+    # Several images per build: each keeps its cache and its last 7 builds.
+    rules = json.loads(lifecycle_policy(7, 3))["rules"]
+    assert [r["selection"]["countNumber"] for r in rules] == [3, 300, 21]
 
 
 # ------------------------------------------------------------------ events, auth, naming

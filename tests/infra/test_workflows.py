@@ -160,14 +160,18 @@ def test_main_deploys_dev_then_prod_behind_an_approval_promoting_the_digest() ->
     assert setup["with"]["build"] == "true"  # dev builds; prod does not
     (setup,) = [s for s in steps(prod) if s.get("uses") == "./.github/actions/pulumi-env"]
     assert setup["with"].get("build", "false") == "false"
-    assert dev["outputs"]["image-digest"] == "${{ steps.image.outputs.digest }}"
-    assert prod["env"]["EXPECTED_DIGEST"] == "${{ needs.dev.outputs.image-digest }}"
+    assert dev["outputs"]["image-digests"] == "${{ steps.image.outputs.digests }}"
+    assert prod["env"]["EXPECTED_DIGESTS"] == "${{ needs.dev.outputs.image-digests }}"
+    (record,) = [s for s in steps(dev) if s.get("id") == "image"]
+    assert "imageDigests --json" in record["run"]
     # Prod promotes: the committed prod stack file reads dev's image instead of building.
     assert stack_file_config("prod")["collections:imagesFromStack"] == "dev"
     assert "collections:imagesFromStack" not in stack_file_config("dev")
     keep = jobs["keep-promoted-image"]
     assert set(keep["needs"]) == {"dev", "prod"}
     assert "promoted-prod-" in keep["steps"][-1]["run"]
+    assert keep["env"]["DIGESTS"] == "${{ needs.dev.outputs.image-digests }}"
+    assert "to_entries[]" in keep["steps"][-1]["run"]  # every promoted image is tagged
 
 
 def test_nightly_drift_check_refreshes_without_writing() -> None:
