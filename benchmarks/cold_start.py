@@ -24,6 +24,10 @@ imported at module load. For the API it also times the framework floor: FastAPI,
 Mangum, PyJWT and the settings, imported with an app of no routes (what no lazy import can save).
 No database or AWS endpoint is contacted (the settings point at unreachable addresses).
 
+``--baseline DIR`` times the same "ready" code in another source tree of the project (e.g. the
+commit before a change, ``git archive <commit> | tar -x -C DIR``), run by run interleaved with
+this tree's, so a before/after comparison shares the machine's load.
+
 ``--python`` measures with another interpreter that has the runtime dependencies installed, e.g.
 CPython 3.12 (the Lambda runtime's). Targets: api <= 0.5 s, every other function <= 1 s.
 Measured on this machine, not on Lambda (there, add the runtime's own bootstrap; Graviton cores
@@ -122,14 +126,19 @@ def _children_cpu() -> float:
 
 
 def one_run(
-    code: str, env: dict[str, str], importtime: bool = False, python: str = sys.executable
+    code: str,
+    env: dict[str, str],
+    importtime: bool = False,
+    python: str = sys.executable,
+    cwd: Path = ROOT,
 ) -> tuple[float, str, float]:
-    """(wall seconds, stderr, CPU seconds) of one fresh interpreter running ``code``."""
+    """(wall seconds, stderr, CPU seconds) of one fresh interpreter running ``code`` in the
+    source tree ``cwd``."""
     flags = ["-X", "importtime"] if importtime else []
     cpu_before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
-        [python, *flags, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        [python, *flags, "-c", code], cwd=cwd, env=env, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
@@ -138,16 +147,21 @@ def one_run(
 
 
 def timed(
-    code: str, env: dict[str, str], runs: int, python: str
-) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds of ``runs`` fresh interpreters (after one discarded warm-up)."""
+    code: str, env: dict[str, str], runs: int, python: str, baseline: Path | None = None
+) -> tuple[list[float], list[float], list[float]]:
+    """Wall and CPU seconds of ``runs`` fresh interpreters (after one discarded warm-up), and
+    the CPU seconds of the same code in the ``baseline`` source tree, run by run interleaved."""
     one_run(code, env, python=python)
-    walls, cpus = [], []
+    if baseline:
+        one_run(code, env, python=python, cwd=baseline)
+    walls, cpus, before = [], [], []
     for _ in range(runs):
         wall, _, cpu = one_run(code, env, python=python)
         walls.append(wall)
         cpus.append(cpu)
-    return walls, cpus
+        if baseline:
+            before.append(one_run(code, env, python=python, cwd=baseline)[2])
+    return walls, cpus, before
 
 
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
@@ -166,6 +180,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--python", default=sys.executable, help="interpreter to measure")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree of this project (e.g. `git archive <commit> | tar -x -C DIR`) "
+        "whose 'ready' is timed in the same run, interleaved",
+    )
+    parser.add_argument("--baseline-label", default="", help="what the baseline is (a commit)")
     args = parser.parse_args()
     python = args.python
     version = subprocess.run(
@@ -174,16 +195,16 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    baseline, _ = timed("pass", environment(), args.runs, python)
-    floor_wall, floor_cpu = timed(API_FLOOR, environment("api"), args.runs, python)
+    empty, _, _ = timed("pass", environment(), args.runs, python)
+    floor_wall, floor_cpu, _ = timed(API_FLOOR, environment("api"), args.runs, python)
     results, rows = {}, []
     for fn in FUNCTIONS:
         env = environment(fn.name)
         code = ready_code(fn.name, fn.handler)
-        walls, cpus = timed(code, env, args.runs, python)
+        walls, cpus, before = timed(code, env, args.runs, python, args.baseline)
         first_use = FIRST_USE.get(fn.name)
         eager_walls, eager_cpus = (
-            timed(f"{code}; {first_use}", env, args.runs, python) if first_use else ([], [])
+            timed(f"{code}; {first_use}", env, args.runs, python)[:2] if first_use else ([], [])
         )
         _, trace, _ = one_run(code, env, importtime=True, python=python)
         top = top_packages(trace)
@@ -203,6 +224,8 @@ def main() -> None:
             "meets_target": met,
             "memory_mb": fn.memory_mb,
             "top_packages_self_ms": [(name, round(ms, 1)) for name, ms in top],
+            "baseline_cpu_s": round(median(before), 3) if before else None,
+            "baseline_all_cpu_s": [round(t, 3) for t in before],
         }
         rows.append(
             [
@@ -210,6 +233,7 @@ def main() -> None:
                 f"{median(cpus):.2f}",
                 f"{median(walls):.2f}",
                 f"{median(eager_cpus):.2f}" if eager_cpus else "-",
+                *([f"{median(before):.2f}"] if args.baseline else []),
                 f"<= {target:g}",
                 verdict(met),
                 ", ".join(f"{name} {ms:.0f}" for name, ms in top[:5]),
@@ -225,13 +249,14 @@ def main() -> None:
                 "ready, CPU (s)",
                 "ready, wall (s)",
                 "ready + first use, CPU (s)",
+                *([f"baseline {args.baseline_label}: ready, CPU (s)"] if args.baseline else []),
                 "target (s)",
                 "result",
                 "dominant packages at ready (self import ms)",
             ],
             rows,
         )
-        + f"\nAn empty interpreter (`python -c pass`) takes {median(baseline):.3f} s wall here; "
+        + f"\nAn empty interpreter (`python -c pass`) takes {median(empty):.3f} s wall here; "
         "it is included above. The API's framework floor (FastAPI + pydantic + Mangum + PyJWT + "
         f"settings, an app with no routes) takes {floor:.2f} s CPU "
         f"({median(floor_wall):.2f} s wall) in the same run. Measured on this machine (shared by "
@@ -244,7 +269,8 @@ def main() -> None:
         {
             "runs": args.runs,
             "python": version,
-            "python_empty_s": round(median(baseline), 3),
+            "python_empty_s": round(median(empty), 3),
+            "baseline": args.baseline_label or (str(args.baseline) if args.baseline else None),
             "api_framework_floor_cpu_s": round(floor, 3),
             "api_framework_floor_wall_s": round(median(floor_wall), 3),
             "functions": results,

@@ -212,24 +212,6 @@ NOTES = {
 }
 
 
-def voyage_only() -> set[str]:
-    """Packages in the runtime set only because of voyageai (from `uv tree --invert`)."""
-    keep = subprocess.run(
-        ["uv", "tree", "--frozen", "--no-dev", "--no-default-groups", "--prune", "voyageai"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout
-    full = subprocess.run(
-        ["uv", "tree", "--frozen", "--no-dev", "--no-default-groups", "--package", "voyageai"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout
-    names = re.compile(r"([A-Za-z0-9_.-]+) v\d")
-    return {_normal(n) for n in names.findall(full)} - {_normal(n) for n in names.findall(keep)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arch", default="aarch64", choices=["aarch64", "x86_64"])
@@ -306,7 +288,8 @@ def main() -> None:
         [f"predecessor {name} (reported)", "", f"~{size:.0f}", "", "", "", ""]
         for name, size in PREDECESSOR_MB.items()
     ]
-    only_voyage = voyage_only()
+    # What the embed image adds to the shared set: voyageai and what it imports.
+    only_voyage = {pin_name(p) for p in wanted[function("embed").image]} - core
     voyage_mb = sum(size for name, size in sizes.items() if name in only_voyage) / MB
     api_mb = per_image[function("api").image]["mb"]
     embed_mb = per_image[function("embed").image]["mb"]
