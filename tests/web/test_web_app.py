@@ -318,8 +318,19 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
     page.goto(item_url)
     expect(page.get_by_role("heading", name="No such item")).to_be_visible()
 
-    # -- a broken file, pasted from the clipboard: it fails, and says why ------------------------
+    # -- the same file again: recognised before any byte is sent, no second item ---------------
     page.goto(url)
+    expect(page.locator("#grid li")).to_have_count(2)
+    page.set_input_files("#file-input", [str(screenshots[0])])
+    again = upload_row(page, screenshots[0].name)
+    expect(again.locator(".upload-status")).to_have_text(
+        "Already in your collection. See the one you have"
+    )
+    page.reload()  # an item created for the upload (and failed later) would be listed now
+    expect(page.locator("#grid li")).to_have_count(2)
+    expect(page.locator("#grid .badge")).to_have_count(0)
+
+    # -- a broken file, pasted from the clipboard: it fails, and says why ------------------------
     broken, _ = bad_image_corpus()["truncated.jpg"]
     paste_file(page, "broken.jpg", broken, "image/jpeg")
     row = upload_row(page, "broken.jpg")

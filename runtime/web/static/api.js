@@ -169,9 +169,9 @@ export const api = {
   reanalyze: (id) => request("POST", `/items/${encodeURIComponent(id)}/reanalyze`),
   remove: (id) => request("DELETE", `/items/${encodeURIComponent(id)}`),
   search: (params) => request("GET", "/search", { params }),
-  createUpload: (file, contentType) =>
+  createUpload: (file, contentType, sha256) =>
     request("POST", "/items", {
-      body: { file_name: file.name, content_type: contentType, size: file.size },
+      body: { file_name: file.name, content_type: contentType, size: file.size, sha256 },
     }),
 };
 

@@ -15,6 +15,9 @@ import {
 } from "./words.js";
 
 const PARALLEL = 3;
+// Files up to this size are hashed first, so a file already in the collection is recognised
+// before any byte is sent (larger ones are refused by the API's size limit anyway).
+const HASH_MAX_BYTES = 64 * 1024 * 1024;
 const TYPES = {
   jpg: "image/jpeg",
   jpeg: "image/jpeg",
@@ -93,10 +96,24 @@ function pump() {
   }
 }
 
-async function send(upload) {
-  show(upload, "sending", "Uploading… 0%");
+/** The file's SHA-256 (hex), or undefined where the browser cannot hash (plain http off this
+ * machine) or the file is too large to read at once: the pipeline still finds duplicates. */
+async function sha256Of(file) {
+  if (!globalThis.crypto?.subtle || file.size > HASH_MAX_BYTES) return undefined;
   try {
-    const created = await api.createUpload(upload.file, upload.type);
+    const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  } catch {
+    return undefined;
+  }
+}
+
+async function send(upload) {
+  show(upload, "sending", "Checking…");
+  try {
+    const sha256 = await sha256Of(upload.file);
+    show(upload, "sending", "Uploading… 0%");
+    const created = await api.createUpload(upload.file, upload.type, sha256);
     upload.item = created.item;
     byItem.set(created.item.id, upload);
     linkTo(upload);
