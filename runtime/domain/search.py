@@ -38,8 +38,9 @@ keyword
     best candidates first: those holding every term; those missing one term (the lightest
     missing first); those holding each term, heaviest first — leaving out any stage whose
     documents cannot reach the threshold. A collection with at most ``KEYWORD_WINDOW`` matching
-    documents is therefore ranked exactly; a larger one gets the best of the window, and
-    pagination reaches the window's documents.
+    documents is therefore ranked exactly (one index scan for all matches when the user has at
+    most ``KEYWORD_WINDOW`` documents); a larger one gets the best of the window, and pagination
+    reaches the window's documents.
     Prefix matching (``'photograph':*`` also finds "photography", ``'japan':*`` "Japanese"):
     every word whose stem has at least ``PREFIX_ALL_MIN_CHARS`` (5) characters — stemming does
     not join derived forms — and the last word of a query that does not end with a space (it
@@ -505,7 +506,14 @@ def keyword_ranked(
         strengths.append(f":w{n} * {strength}")
     if query.negated:
         params["negated"] = " | ".join(f"({neg})" for neg in query.negated)
-    stages = _keyword_stages(query.terms, weights, threshold, params)
+    if total <= KEYWORD_WINDOW:
+        # Every match fits the window: one index scan for all of them (the stages would each
+        # read the terms' posting lists again, which in a table shared with other users are
+        # long).
+        params["stage0"] = " | ".join(f"({term.prefix or term.exact})" for term in query.terms)
+        stages: list[tuple[str, str | None]] = [("stage0", None)]
+    else:
+        stages = _keyword_stages(query.terms, weights, threshold, params)
     if not stages:
         return []
     # The same window for every page of a search, so that pages cover it without gaps.
