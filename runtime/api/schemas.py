@@ -249,8 +249,12 @@ class CitationOut(BaseModel):
 class AnswerUsage(BaseModel):
     provider: str = Field(description="`anthropic`, or `offline` (no model: search results)")
     model: str
-    input_tokens: int
+    input_tokens: int = Field(description="Input tokens of every model call, cached or not")
     output_tokens: int
+    cache_read_input_tokens: int = Field(
+        default=0,
+        description="The part of `input_tokens` read from the prompt cache (billed at a tenth)",
+    )
     tool_rounds: int = Field(description="Rounds of tool calls the answer took")
     latency_ms: int = Field(description="Time spent answering")
 

@@ -49,8 +49,9 @@ class Citation:
 class Usage:
     provider: str  # "anthropic" | "offline"
     model: str
-    input_tokens: int = 0
+    input_tokens: int = 0  # every input token of every call, cached or not
     output_tokens: int = 0
+    cache_read_input_tokens: int = 0  # the part of input_tokens read from the prompt cache
     tool_rounds: int = 0
     latency_ms: int = 0
 

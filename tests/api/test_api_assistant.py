@@ -101,6 +101,41 @@ def assistant_api(serve: Any, claude: FakeModelServer) -> Api:
     return serve(COLLECTIONS_ASSISTANT="anthropic")
 
 
+def test_each_tool_round_reads_the_previous_one_from_the_prompt_cache(
+    assistant_api: Api, pump: EventPump, claude: FakeModelServer, alice: User
+) -> None:
+    """The instructions and the last two user turns end with a cache breakpoint, so a round
+    reads what the previous round sent from the cache (once the prefix reaches the model's
+    minimum cacheable length) instead of paying for it again."""
+    api = assistant_api
+    guide = " ".join(f"Stop {n}: Manteigaria pastel de nata, warm, 1.30 EUR." for n in range(60))
+    [lisbon] = seed(api, pump, claude, alice, analysis(LISBON["headline"], guide, text=guide))
+    claude.script(
+        MESSAGES_PATH,
+        [
+            {"tool_use": [{"name": "search_collection", "input": {"query": "pastel de nata"}}]},
+            {"tool_use": [{"name": "get_item", "input": {"item_id": lisbon}}]},
+            {"answer": "You saved one bakery:"},
+        ],
+    )
+    _, asked = start(api, alice, "Where did I want to eat pastries?")
+    message = answered(api, pump, alice, asked)
+
+    assert claude.problems == []
+    assert message["status"] == "done", message
+    for body in assistant_requests(claude):
+        assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+        users = [m for m in body["messages"] if m["role"] == "user"]
+        marked = [
+            m
+            for m in users
+            if isinstance(m["content"], list) and m["content"][-1].get("cache_control")
+        ]
+        assert marked == users[-2:]
+    usage = message["usage"]
+    assert 0 < usage["cache_read_input_tokens"] < usage["input_tokens"]
+
+
 def test_two_tool_calls_then_an_answer_with_citations(
     assistant_api: Api, pump: EventPump, claude: FakeModelServer, alice: User
 ) -> None:
@@ -181,7 +216,10 @@ def test_two_tool_calls_then_an_answer_with_citations(
     )
     assert follow_up["status"] == "done" and claude.problems == []
     history = assistant_requests(claude)[3]["messages"]
-    assert history[0] == {"role": "user", "content": "Where did I want to eat pastries?"}
+    asked_first = history[0]["content"]  # a text block with a cache breakpoint, or plain text
+    if isinstance(asked_first, list):
+        asked_first = "".join(block["text"] for block in asked_first)
+    assert history[0]["role"] == "user" and asked_first == "Where did I want to eat pastries?"
     assert history[1]["role"] == "assistant" and history[1]["content"] == message["answer"]
 
 
@@ -354,6 +392,7 @@ def test_the_offline_assistant_answers_from_search_with_citations(
         "model": "search",
         "input_tokens": 0,
         "output_tokens": 0,
+        "cache_read_input_tokens": 0,
         "tool_rounds": 1,
         "latency_ms": message["usage"]["latency_ms"],
     }

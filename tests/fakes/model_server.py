@@ -386,28 +386,28 @@ class FakeModelServer:
         """Input tokens split into uncached, cache-written and cache-read, as the API reports."""
         segments = _prompt_segments(record.body, record.image_size)
         total = sum(tokens for _, tokens, _ in segments) + 20
-        marked = [i for i, (_, _, ttl) in enumerate(segments) if ttl is not None]
+        model = str(record.body.get("model", ""))
+        minimum = next(
+            (n for name, n in CACHE_MINIMUM_TOKENS.items() if model.startswith(name)), 1024
+        )
+        # Each breakpoint's prefix long enough to cache: (tokens, digest, ttl in seconds).
+        prefixes = []
+        for i, (_, _, ttl) in enumerate(segments):
+            tokens = sum(t for _, t, _ in segments[: i + 1])
+            if ttl is not None and tokens >= minimum:
+                key = json.dumps([k for k, _, _ in segments[: i + 1]])
+                prefixes.append((tokens, hashlib.sha256(key.encode()).hexdigest(), CACHE_TTLS[ttl]))
         written = read = 0
-        if marked:
-            last = marked[-1]
-            prefix_tokens = sum(tokens for _, tokens, _ in segments[: last + 1])
-            model = str(record.body.get("model", ""))
-            minimum = next(
-                (n for name, n in CACHE_MINIMUM_TOKENS.items() if model.startswith(name)), 1024
-            )
-            if prefix_tokens >= minimum:
-                digest = hashlib.sha256(
-                    json.dumps([key for key, _, _ in segments[: last + 1]]).encode()
-                ).hexdigest()
-                ttl = CACHE_TTLS[segments[last][2] or "5m"]
-                now = time.monotonic()
-                with self._lock:
-                    hit = self._prompt_cache.get(digest, 0.0) > now
+        if prefixes:
+            # The longest cached prefix is read; the rest up to the last breakpoint is written,
+            # and every breakpoint's prefix is (re)cached.
+            now = time.monotonic()
+            with self._lock:
+                hits = [t for t, digest, _ in prefixes if self._prompt_cache.get(digest, 0.0) > now]
+                for _, digest, ttl in prefixes:
                     self._prompt_cache[digest] = now + ttl
-                if hit:
-                    read = prefix_tokens
-                else:
-                    written = prefix_tokens
+            read = max(hits, default=0)
+            written = prefixes[-1][0] - read
         return {
             "input_tokens": total - written - read,
             "cache_creation_input_tokens": written,
@@ -440,7 +440,7 @@ class FakeModelServer:
                 "stop_reason": stop_reason,
                 "stop_sequence": None,
                 "usage": {
-                    "input_tokens": len(json.dumps(body)) // 4,
+                    **self._input_usage(record),
                     "output_tokens": max(1, len(json.dumps(content)) // 4),
                 },
             },
@@ -849,12 +849,18 @@ def _validate_cache_control(body: dict[str, Any]) -> list[str]:
 def _prompt_segments(
     body: dict[str, Any], image_size: tuple[int, int] | None
 ) -> list[tuple[Any, int, str | None]]:
-    """(content key, estimated tokens, cache ttl if a breakpoint ends here) in prefix order."""
-    segments: list[tuple[Any, int, str | None]] = []
+    """(content key, estimated tokens, cache ttl if a breakpoint ends here) in prefix order:
+    tools, then the system prompt, then each message's content (text turns included)."""
+    parts: list[Any] = list(body.get("tools") or [])
     system = body.get("system")
-    for where, block in _blocks(body):
-        if isinstance(system, str) and system and where == "messages[0].content[0]":
-            segments.append((system, len(system) // 4, None))  # a plain system string
+    parts += system if isinstance(system, list) else [system] if system else []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        parts += content if isinstance(content, list) else [content] if content else []
+    segments: list[tuple[Any, int, str | None]] = []
+    for part in parts:
+        # The API reads text given as a string as one text block: the same prefix either way.
+        block = {"type": "text", "text": part} if isinstance(part, str) else part
         if not isinstance(block, dict):
             continue
         content = {k: v for k, v in block.items() if k != "cache_control"}
@@ -1001,8 +1007,12 @@ def validate_assistant_request(body: dict[str, Any]) -> list[str]:
     """What the Messages API would refuse in a tool-loop request."""
     problems = []
     system = body.get("system")
+    if isinstance(system, list):  # text blocks, as the API also accepts
+        texts = [b.get("text") for b in system if isinstance(b, dict) and b.get("type") == "text"]
+        system = "".join(str(t or "") for t in texts)
     if not isinstance(system, str) or not system.strip():
         problems.append("system: expected the assistant's instructions")
+    problems += _validate_cache_control(body)
     problems += _validate_assistant_tools(body.get("tools"), body.get("tool_choice"))
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
