@@ -87,6 +87,22 @@ def answered(api: Api, pump: EventPump, user: User, asked: httpx.Response) -> di
     return message.json()
 
 
+def ask_about_pastries(
+    api: Api, pump: EventPump, claude: FakeModelServer, user: User, item_id: str
+) -> dict:
+    """One question answered in three rounds: a search, the item's details, the answer."""
+    claude.script(
+        MESSAGES_PATH,
+        [
+            {"tool_use": [{"name": "search_collection", "input": {"query": "pastel de nata"}}]},
+            {"tool_use": [{"name": "get_item", "input": {"item_id": item_id}}]},
+            {"answer": "You saved one bakery:"},
+        ],
+    )
+    _, asked = start(api, user, "Where did I want to eat pastries?")
+    return answered(api, pump, user, asked)
+
+
 def assistant_requests(server: FakeModelServer) -> list[dict]:
     return [r.body for r in server.requests_to(MESSAGES_PATH)]
 
@@ -110,16 +126,7 @@ def test_each_tool_round_reads_the_previous_one_from_the_prompt_cache(
     api = assistant_api
     guide = " ".join(f"Stop {n}: Manteigaria pastel de nata, warm, 1.30 EUR." for n in range(60))
     [lisbon] = seed(api, pump, claude, alice, analysis(LISBON["headline"], guide, text=guide))
-    claude.script(
-        MESSAGES_PATH,
-        [
-            {"tool_use": [{"name": "search_collection", "input": {"query": "pastel de nata"}}]},
-            {"tool_use": [{"name": "get_item", "input": {"item_id": lisbon}}]},
-            {"answer": "You saved one bakery:"},
-        ],
-    )
-    _, asked = start(api, alice, "Where did I want to eat pastries?")
-    message = answered(api, pump, alice, asked)
+    message = ask_about_pastries(api, pump, claude, alice, lisbon)
 
     assert claude.problems == []
     assert message["status"] == "done", message
@@ -141,16 +148,7 @@ def test_two_tool_calls_then_an_answer_with_citations(
 ) -> None:
     api = assistant_api
     lisbon, _ramen = seed(api, pump, claude, alice, LISBON, RAMEN)
-    claude.script(
-        MESSAGES_PATH,
-        [
-            {"tool_use": [{"name": "search_collection", "input": {"query": "pastel de nata"}}]},
-            {"tool_use": [{"name": "get_item", "input": {"item_id": lisbon}}]},
-            {"answer": "You saved one bakery:"},
-        ],
-    )
-    _, asked = start(api, alice, "Where did I want to eat pastries?")
-    message = answered(api, pump, alice, asked)
+    message = ask_about_pastries(api, pump, claude, alice, lisbon)
 
     assert claude.problems == []
     assert message["status"] == "done", message
