@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,6 +78,20 @@ class OriginalKey(BaseModel):
         if not match:
             return None
         return cls(user_id=match["user_id"], item_id=uuid.UUID(match["item_id"]))
+
+
+def item_of(event: dict[str, Any]) -> str | None:
+    """The item an event delivered to a pipeline function is about, unparsed (for reports and
+    logs): pipeline events name it, S3's names its original's key; None for any other event."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return None
+    if detail.get("item_id") is not None:
+        return str(detail["item_id"])
+    s3_object = detail.get("object")
+    key = s3_object.get("key") if isinstance(s3_object, dict) else None
+    original = OriginalKey.parse(key) if isinstance(key, str) else None
+    return str(original.item_id) if original else None
 
 
 def item_prefix(user_id: str, item_id: uuid.UUID) -> str:

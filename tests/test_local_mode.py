@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,21 +42,33 @@ class LocalProduct:
     log: Path
     spawned: SpawnedDev
 
-    def cli(
-        self, *args: str, config: Path, stdin: str | None = None
-    ) -> subprocess.CompletedProcess:
-        env = {
+    def _cli_env(self, config: Path) -> dict[str, str]:
+        return {
             **os.environ,
             "COLLECTIONS_LOCAL_DIR": str(self.data_dir),
             "COLLECTIONS_CONFIG_DIR": str(config),
         }
+
+    def cli(
+        self, *args: str, config: Path, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "runtime.cli.main", *args],
-            env=env,
+            env=self._cli_env(config),
             input=stdin,
             capture_output=True,
             text=True,
             timeout=600,
+        )
+
+    def start_cli(self, *args: str, config: Path) -> subprocess.Popen:
+        """The CLI running in the background (its output read with ``communicate``)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli.main", *args],
+            env=self._cli_env(config),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def profile(self) -> dict:
@@ -211,17 +224,7 @@ def test_killed_worker_loses_nothing_and_a_poisoned_image_fails_alone(
     config = tmp_path / "demo"
     assert product.cli("login", config=config).returncode == 0
 
-    uploading = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli.main", "upload", str(folder), "--wait", "--json"],
-        env={
-            **os.environ,
-            "COLLECTIONS_LOCAL_DIR": str(product.data_dir),
-            "COLLECTIONS_CONFIG_DIR": str(config),
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    uploading = product.start_cli("upload", str(folder), "--wait", "--json", config=config)
     time.sleep(4)  # the pipeline is busy with the batch now
     killed = product.workers()
     assert killed, "no worker process found"
@@ -343,15 +346,37 @@ def _reports(product: LocalProduct, since: float) -> list[dict]:
     from datetime import datetime
 
     path = product.data_dir / "invocations.jsonl"
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text() if path.exists() else ""
+    complete = text[: text.rfind("\n") + 1]  # a worker may be writing the last line
+    lines = [json.loads(line) for line in complete.splitlines() if line.strip()]
     return [r for r in lines if datetime.fromisoformat(r["time"]).timestamp() >= since]
 
 
-def test_hostile_files_end_in_their_state_within_a_minute_under_the_memory_sizes(
+# Only a guard against a hung pipeline, so that a hang cannot stall CI: how long the corpus takes
+# depends on the machine and is measured by benchmarks, never asserted here.
+HOSTILE_HANG_GUARD_S = 1500
+PIPELINE_STAGES = ("thumbnail", "analyze", "embed")
+
+
+def _attempts_per_item(reports: list[dict]) -> Counter[tuple[str, str]]:
+    """How many times each pipeline function was invoked on each item."""
+    return Counter(
+        (r["function"], r["item_id"]) for r in reports if r["function"] in PIPELINE_STAGES
+    )
+
+
+def _assert_no_crash_loop(reports: list[dict]) -> None:
+    from runtime.topology import function
+
+    for (name, item), attempts in _attempts_per_item(reports).items():
+        allowed = function(name).retry.maximum_retry_attempts + 1
+        assert attempts <= allowed, f"crash loop: {name} invoked {attempts} times on item {item}"
+
+
+@pytest.mark.timeout(HOSTILE_HANG_GUARD_S + 300)
+def test_hostile_files_end_in_their_state_within_their_attempts_under_the_memory_sizes(
     product: LocalProduct, tmp_path: Path
 ) -> None:
-    from datetime import datetime
-
     from runtime.cli.commands import image_files
     from runtime.topology import function
 
@@ -362,12 +387,28 @@ def test_hostile_files_end_in_their_state_within_a_minute_under_the_memory_sizes
     config = tmp_path / "demo"
     assert product.cli("login", config=config).returncode == 0
     since = time.time()
-    done = product.cli(
-        "upload", str(tmp_path / "h"), "--wait", "--json", "--timeout", "300", config=config
+    uploading = product.start_cli(
+        "upload",
+        str(tmp_path / "h"),
+        "--wait",
+        "--json",
+        "--timeout",
+        str(HOSTILE_HANG_GUARD_S),
+        config=config,
     )
-    assert done.returncode == 1, done.stderr  # the failing files
-    results = {Path(u["file"]).name: u for u in json.loads(done.stdout)}
+    try:
+        while uploading.poll() is None:  # a crash loop fails here, long before the guard
+            _assert_no_crash_loop(_reports(product, since))
+            time.sleep(2)
+    finally:
+        if uploading.poll() is None:
+            uploading.kill()
+    out, err = uploading.communicate()
+    assert uploading.returncode == 1, err  # the failing files
+    results = {Path(u["file"]).name: u for u in json.loads(out)}
     assert set(results) == set(expected)
+    hung = [n for n, u in results.items() if (u["failure"] or "").startswith("not ready after")]
+    assert not hung, f"hang guard (not a speed target): still processing after the guard: {hung}"
     listed = {
         i["id"]: i
         for i in _json(product.cli("ls", "--json", "--limit", "100", config=config))["items"]
@@ -385,13 +426,17 @@ def test_hostile_files_end_in_their_state_within_a_minute_under_the_memory_sizes
             assert [w["code"] for w in item["warnings"]] == list(want.warnings), (name, item)
             if want.size:
                 assert (item["width"], item["height"]) == want.size, (name, item)
-        took = datetime.fromisoformat(item["updated_at"]) - datetime.fromisoformat(
-            item["created_at"]
-        )
-        assert took.total_seconds() < 60, (name, took)
 
     reports = _reports(product, since)
-    assert {"thumbnail", "analyze", "embed"} <= {r["function"] for r in reports}
+    _assert_no_crash_loop(reports)
+    # Each stage ran on exactly the items that reached it (every created item made thumbnails,
+    # the ready ones were analyzed and embedded), within the attempts its retry policy allows,
+    # and none of those attempts failed.
+    created = {r["item_id"] for r in results.values() if r["item_id"] is not None}
+    ready = {r["item_id"] for r in results.values() if r["status"] == "ready"}
+    attempted = _attempts_per_item(reports)
+    for stage, items in (("thumbnail", created), ("analyze", ready), ("embed", ready)):
+        assert {item for name, item in attempted if name == stage} == items, stage
     for report in reports:
         assert report["memory_size_mb"] == function(report["function"]).memory_mb
         assert 0 < report["max_memory_used_mb"] < report["memory_size_mb"], report

@@ -9,7 +9,8 @@ dead letters go to the topology's dead-letter consumer (see ``EventPump``). With
 it also runs the scheduled functions at their rate.
 
 Every invocation is reported like Lambda's REPORT line, one JSON object per line in the
-``--reports`` file (function, duration, memory size, max memory used, error type).
+``--reports`` file (function, the event and the item it was about, duration, memory size, max
+memory used, error type).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runtime.events import item_of
 from runtime.local.cloud import REGION, Attempt, EventPump, LocalCloud
 from runtime.local.sandbox import Sandbox
 from runtime.topology import FUNCTIONS, Function, Schedule
@@ -82,6 +84,7 @@ class SandboxInvoker:
             line = {
                 "time": datetime.now(UTC).isoformat(),
                 "event_id": event.get("id"),
+                "item_id": item_of(event),
                 "pid": os.getpid(),
                 **invocation.report(),
             }
