@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
 
 from runtime.local.cloud import EventPump, LocalCloud, bootstrap, start_emulator
 from runtime.local.postgres import LocalPostgres, free_port
@@ -84,6 +85,40 @@ def database_url(postgres: LocalPostgres) -> str:
     upgrade(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="module")
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the migrated test database, for tests that query it directly."""
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def embedding_dimension(engine: Engine) -> int:
+    """The dimension of the search documents' embedding column (vector typmod = dimension)."""
+    with engine.connect() as conn:
+        dimension = conn.execute(
+            text(
+                "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'search_documents'::regclass "
+                "AND attname = 'embedding'"
+            )
+        ).scalar_one()
+    return int(dimension)
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session on empty tables; everything it writes is rolled back afterwards."""
+    from runtime.config import get_settings
+
+    get_settings.cache_clear()
+    with Session(engine) as session:
+        session.execute(text("DELETE FROM items"))  # cascades to analyses and documents
+        yield session
+        session.rollback()
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from benchmarks.evaluate_search import (
@@ -108,33 +108,8 @@ class HashEmbedder:
 
 
 @pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def embedder(engine: Engine) -> HashEmbedder:
-    with engine.connect() as conn:  # the column's dimension (vector typmod = dimension)
-        dimension = conn.execute(
-            text(
-                "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'search_documents'::regclass "
-                "AND attname = 'embedding'"
-            )
-        ).scalar_one()
-    return HashEmbedder(dimension)
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    """A session on empty tables; everything it writes is rolled back afterwards."""
-    get_settings.cache_clear()
-    with Session(engine) as session:
-        session.execute(text("DELETE FROM items"))  # cascades to analyses and documents
-        yield session
-        session.rollback()
-    get_settings.cache_clear()
+def embedder(embedding_dimension: int) -> HashEmbedder:
+    return HashEmbedder(embedding_dimension)
 
 
 def add_items(

@@ -7,14 +7,12 @@ prefixes, phrases and alternatives in a large collection; the HNSW search width 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from runtime.config import get_settings
 from runtime.db.models import Item
 from runtime.domain import search as search_module
 from runtime.domain.analysis import Analysis
@@ -35,32 +33,8 @@ from tests.test_search import EVERYTHING, HashEmbedder, add_items, all_pages
 
 
 @pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def embedder(engine: Engine) -> HashEmbedder:
-    with engine.connect() as conn:
-        dimension = conn.execute(
-            text(
-                "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'search_documents'::regclass "
-                "AND attname = 'embedding'"
-            )
-        ).scalar_one()
-    return HashEmbedder(int(dimension))
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    get_settings.cache_clear()
-    with Session(engine) as session:
-        session.execute(text("DELETE FROM items"))
-        yield session
-        session.rollback()
-    get_settings.cache_clear()
+def embedder(embedding_dimension: int) -> HashEmbedder:
+    return HashEmbedder(embedding_dimension)
 
 
 def kept(session: Session) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
