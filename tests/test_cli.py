@@ -3,6 +3,7 @@ outputs (through a stand-in `pulumi` on PATH), file selection, exit codes."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.cli.api import Api
 from runtime.cli.commands import image_files
-from runtime.cli.main import main
+from runtime.cli.main import build_parser, main
 from runtime.cli.profiles import ProfileError, load_profile, profile_from_stack
 
 
@@ -184,7 +186,7 @@ def test_validation_errors_print_their_details() -> None:
     assert "\n  size: Input should be greater than or equal to 1" in message
 
 
-class FlakyApi:
+class FlakyApi(Api):
     """The API as `upload --wait` sees it: creating uploads, then listing items, with outages."""
 
     def __init__(self, *, outage_calls: int, existing: dict[str, str]) -> None:
@@ -216,7 +218,7 @@ class FlakyApi:
         self.listings += 1
         if self.listings <= self.outage_calls:
             raise ApiError(0, "cannot reach http://127.0.0.1:1: connection refused")
-        items = [
+        items: list[dict[str, object]] = [
             {"id": item_id, "status": "ready" if n else "failed", "failure": None}
             for n, item_id in enumerate(self.created)
         ]
@@ -224,10 +226,9 @@ class FlakyApi:
         return {"items": items, "next_cursor": None}
 
 
-def _upload_args(paths: list[Path], **extra: object) -> object:
-    import argparse
-
-    return argparse.Namespace(paths=paths, json=True, wait=True, timeout=60.0, parallel=1, **extra)
+def _upload_args(*arguments: str) -> argparse.Namespace:
+    """`collections upload ARGUMENTS` as the CLI parses it."""
+    return build_parser().parse_args(["upload", *arguments])
 
 
 @pytest.fixture
@@ -251,7 +252,8 @@ def test_upload_wait_survives_an_outage_and_reports_every_file(
         (tmp_path / name).write_bytes(data)
         files.append(tmp_path / name)
     api = FlakyApi(outage_calls=4, existing={hashlib.sha256(b"dup").hexdigest(): "item-old"})
-    code = _upload(api, _upload_args([tmp_path]))  # type: ignore[arg-type]
+    args = _upload_args(str(tmp_path), "--wait", "--json", "--timeout", "60", "--parallel", "1")
+    code = _upload(api, args)
 
     out, err = capsys.readouterr()
     summary = {Path(u["file"]).name: u for u in json.loads(out)}
@@ -279,9 +281,8 @@ def test_upload_wait_ends_with_a_summary_when_the_api_never_comes_back(
     monkeypatch.setattr(commands.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
     (tmp_path / "a.jpg").write_bytes(b"a")
     api = FlakyApi(outage_calls=10_000, existing={})
-    args = _upload_args([tmp_path / "a.jpg"])
-    args.json = False  # type: ignore[attr-defined]
-    code = commands._upload(api, args)  # type: ignore[arg-type]
+    args = _upload_args(str(tmp_path / "a.jpg"), "--wait", "--timeout", "60", "--parallel", "1")
+    code = commands._upload(api, args)
     out, err = capsys.readouterr()
     assert code == 1
     assert "not ready after 60 s; the API was unreachable: cannot reach" in err

@@ -39,11 +39,21 @@ from runtime.providers.anthropic_client import create_client
 
 if TYPE_CHECKING:
     import anthropic
+    from anthropic.types import (
+        CacheControlEphemeralParam,
+        MessageContentParam,
+        MessageParam,
+        SearchResultBlockParam,
+        TextBlockParam,
+        ToolParam,
+        ToolResultBlockParam,
+        ToolUseBlockParam,
+    )
 
     from runtime.config import Settings
 
 MAX_TOOL_CALLS_PER_ROUND = 5
-CACHE_CONTROL = {"type": "ephemeral"}
+CACHE_CONTROL: CacheControlEphemeralParam = {"type": "ephemeral"}
 CACHE_MARKS = 2  # the last user turns marked; with the instructions' mark, within the API's 4
 MAX_CITATIONS = 20
 
@@ -100,12 +110,12 @@ class AnthropicAssistant:
     ) -> Answer:
         client = self._get_client()
         started = time.monotonic()
-        messages: list[dict[str, Any]] = []
+        messages: list[MessageParam] = []
         for asked, answered in history:
             messages.append({"role": "user", "content": asked})
             messages.append({"role": "assistant", "content": answered})
         messages.append({"role": "user", "content": question})
-        definitions = tools.definitions()
+        definitions = tool_params(tools.definitions())
         sources: dict[str, Source] = {}
         spent_in = spent_out = cache_read = rounds = 0
 
@@ -151,7 +161,7 @@ class AnthropicAssistant:
                 return cut_off(StopReason.TOKEN_LIMIT)  # no tool run whose result goes unread
             rounds += 1
             messages.append({"role": "assistant", "content": _assistant_content(response.content)})
-            results = []
+            results: list[ToolResultBlockParam] = []
             for n, use in enumerate(tool_uses):
                 if n >= MAX_TOOL_CALLS_PER_ROUND:  # every tool_use still needs its result
                     result = ToolResult(
@@ -168,8 +178,8 @@ class AnthropicAssistant:
     def _call(
         self,
         client: anthropic.Anthropic,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
+        messages: list[MessageParam],
+        tools: list[ToolParam],
         max_tokens: int,
     ) -> Any:
         import anthropic
@@ -179,8 +189,8 @@ class AnthropicAssistant:
                 model=self.model,
                 max_tokens=max_tokens,
                 system=[{"type": "text", "text": SYSTEM_PROMPT, "cache_control": CACHE_CONTROL}],
-                messages=with_cache_marks(messages),  # type: ignore[arg-type]
-                tools=tools,  # type: ignore[arg-type]
+                messages=with_cache_marks(messages),
+                tools=tools,
             )
         except anthropic.APIConnectionError as exc:
             raise AssistantFailed(
@@ -209,22 +219,40 @@ def _input_tokens(usage: Any) -> tuple[int, int]:
     return read, int(getattr(usage, "input_tokens", 0) or 0) + written + read
 
 
-def with_cache_marks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def tool_params(definitions: list[dict[str, Any]]) -> list[ToolParam]:
+    """The toolbox's tool definitions as the Messages API's tool parameters."""
+    return [
+        {"name": d["name"], "description": d["description"], "input_schema": d["input_schema"]}
+        for d in definitions
+    ]
+
+
+def with_cache_marks(messages: list[MessageParam]) -> list[MessageParam]:
     """A copy of ``messages`` whose last ``CACHE_MARKS`` user turns end with a cache breakpoint
     (a text turn becomes one text block); the conversation itself is left unmarked."""
     marked = list(messages)
     users = [n for n, message in enumerate(marked) if message["role"] == "user"]
     for n in users[-CACHE_MARKS:]:
-        content = marked[n]["content"]
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        marked[n] = {
-            **marked[n],
-            "content": [*blocks[:-1], {**blocks[-1], "cache_control": CACHE_CONTROL}],
-        }
+        marked[n] = {"role": "user", "content": _ending_with_breakpoint(marked[n]["content"])}
     return marked
 
 
-def search_result_block(source: Source) -> dict[str, Any]:
+def _ending_with_breakpoint(content: MessageContentParam) -> MessageContentParam:
+    """A user turn's blocks, the last one (text or tool results, as the loop writes them)
+    marked as a cache breakpoint."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content, "cache_control": CACHE_CONTROL}]
+    *blocks, last = content
+    if isinstance(last, dict) and last["type"] == "text":
+        text: TextBlockParam = {**last, "cache_control": CACHE_CONTROL}
+        return [*blocks, text]
+    if isinstance(last, dict) and last["type"] == "tool_result":
+        results: ToolResultBlockParam = {**last, "cache_control": CACHE_CONTROL}
+        return [*blocks, results]
+    return [*blocks, last]
+
+
+def search_result_block(source: Source) -> SearchResultBlockParam:
     return {
         "type": "search_result",
         "source": source.key,
@@ -234,20 +262,24 @@ def search_result_block(source: Source) -> dict[str, Any]:
     }
 
 
-def tool_result_block(tool_use_id: str, result: ToolResult) -> dict[str, Any]:
-    content: list[dict[str, Any]] = []
+def tool_result_block(tool_use_id: str, result: ToolResult) -> ToolResultBlockParam:
+    content: list[TextBlockParam | SearchResultBlockParam] = []
     if result.note:
         content.append({"type": "text", "text": result.note})
     content.extend(search_result_block(s) for s in result.sources)
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": content}
+    block: ToolResultBlockParam = {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": content,
+    }
     if result.is_error:
         block["is_error"] = True
     return block
 
 
-def _assistant_content(blocks: list[Any]) -> list[dict[str, Any]]:
+def _assistant_content(blocks: list[Any]) -> list[TextBlockParam | ToolUseBlockParam]:
     """The assistant turn as it goes back to the API (text and tool calls only)."""
-    content: list[dict[str, Any]] = []
+    content: list[TextBlockParam | ToolUseBlockParam] = []
     for block in blocks:
         if block.type == "text" and block.text:
             content.append({"type": "text", "text": block.text})
