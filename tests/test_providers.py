@@ -17,6 +17,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import patch
@@ -34,7 +36,12 @@ from runtime.providers.base import AnalysisResult, Analyzer, Embedder, Reranker,
 from runtime.providers.voyage_embedder import VoyageEmbedder
 from runtime.providers.voyage_reranker import VoyageReranker
 from tests.conftest import DATASETS, dataset
-from tests.fakes.model_server import DEFAULT_ANALYSIS, FakeModelServer, hashed_embedding
+from tests.fakes.model_server import (
+    DEFAULT_ANALYSIS,
+    FakeModelServer,
+    RecordedRequest,
+    hashed_embedding,
+)
 
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
 VOYAGE_KEY = "pa-test-0123456789"
@@ -571,6 +578,86 @@ def test_embedding_dimension_loads_no_model_or_sdk() -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+# -- SDK clients: made once, forgotten after an auth failure ----------------------------------
+
+
+def test_a_lazy_client_is_made_once_for_concurrent_callers_and_again_after_a_drop() -> None:
+    from runtime.providers.lazy_client import LazyClient
+
+    made: list[object] = []
+    asking = threading.Barrier(8)
+
+    def create() -> object:
+        time.sleep(0.05)  # a slow key read: every racing caller arrives while it runs
+        made.append(object())
+        return made[-1]
+
+    holder = LazyClient(create)
+    got: list[object] = []
+
+    def ask() -> None:
+        asking.wait()
+        got.append(holder.get())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and got == made * 8
+    holder.drop()
+    assert holder.get() is made[1] and len(made) == 2
+    given = object()
+    assert LazyClient(create, given).get() is given and len(made) == 2
+
+
+def test_a_client_that_cannot_be_made_is_tried_again_on_the_next_call() -> None:
+    from runtime.providers.lazy_client import LazyClient
+
+    outcomes: list[object] = [TransientError("key store unreachable"), "client"]
+
+    def create() -> object:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    holder = LazyClient(create)
+    with pytest.raises(TransientError):
+        holder.get()
+    assert holder.get() == "client"
+
+
+def test_a_rotated_key_is_read_again_after_an_auth_failure(
+    server: FakeModelServer, keys: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analyzer, embedder = anthropic_analyzer(server), voyage_embedder(server)
+    server.script(MESSAGES, [401])
+    server.script(EMBEDDINGS, [401])
+    with pytest.raises(PermanentError):
+        analyzer.analyze(jpeg(), "image/jpeg")
+    with pytest.raises(PermanentError):
+        embedder.embed_query("x")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-rotated-0123456789")
+    monkeypatch.setenv("VOYAGE_API_KEY", "pa-rotated-0123456789")
+    analyzer.analyze(jpeg(), "image/jpeg")
+    embedder.embed_query("x")
+    assert [sent_key(r) for r in server.requests_to(MESSAGES)] == [
+        ANTHROPIC_KEY,
+        "sk-ant-rotated-0123456789",
+    ]
+    assert [sent_key(r) for r in server.requests_to(EMBEDDINGS)] == [
+        VOYAGE_KEY,
+        "pa-rotated-0123456789",
+    ]
+
+
+def sent_key(request: RecordedRequest) -> str | None:
+    """The API key a request carried (``x-api-key`` or ``Authorization: Bearer``)."""
+    bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+    return request.headers.get("x-api-key") or bearer or None
 
 
 # -- the offline embedder ---------------------------------------------------------------------

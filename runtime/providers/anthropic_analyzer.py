@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from runtime.domain.analysis import HEADLINE_MAX_CHARS, Analysis, analysis_tool_
 from runtime.domain.errors import PermanentError, TransientError
 from runtime.providers.anthropic_client import create_client
 from runtime.providers.base import AnalysisResult
+from runtime.providers.lazy_client import LazyClient
 
 if TYPE_CHECKING:
     import anthropic
@@ -125,27 +125,11 @@ class AnthropicAnalyzer:
         self.model = settings.anthropic_model
         self._settings = settings
         self._max_retries = max_retries
-        self._client = client
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._create_client, client)
         self._tool = _tool_definition()
-
-    # -- client ---------------------------------------------------------------------------------
-
-    def _get_client(self) -> anthropic.Anthropic:
-        if self._client is not None:
-            return self._client
-        with self._lock:
-            if self._client is None:
-                self._client = self._create_client()
-        return self._client
 
     def _create_client(self) -> anthropic.Anthropic:
         return create_client(self._settings, max_retries=self._max_retries, stage=STAGE)
-
-    def _drop_client(self) -> None:
-        """Forget the client (and so the key) after an auth failure: a rotated key is re-read."""
-        with self._lock:
-            self._client = None
 
     # -- analysis -------------------------------------------------------------------------------
 
@@ -154,7 +138,7 @@ class AnthropicAnalyzer:
             raise PermanentError("empty_image", "no image bytes to analyze", stage=STAGE)
         media_type = normalise_media_type(content_type)
         data = base64.standard_b64encode(image).decode("ascii")
-        client = self._get_client()
+        client = self._client.get()
         started = time.monotonic()  # model time only, not the first call's SDK import
 
         tokens = dict.fromkeys(USAGE_FIELDS, 0)
@@ -210,7 +194,7 @@ class AnthropicAnalyzer:
         except anthropic.APIStatusError as exc:
             error = _classify_status_error(exc)
             if isinstance(error, PermanentError) and error.reason == "model_auth_failed":
-                self._drop_client()
+                self._client.drop()  # a rotated key is read again
             raise error from exc
         except anthropic.AnthropicError as exc:  # e.g. an unparseable response body
             raise TransientError(f"Anthropic API error: {type(exc).__name__}") from exc

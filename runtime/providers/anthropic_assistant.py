@@ -20,7 +20,6 @@ minimum length on, so a short first round may not be cached.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from runtime.domain.assistant import (
 from runtime.domain.conversations import Citation, StopReason, Usage
 from runtime.domain.errors import PermanentError, TransientError
 from runtime.providers.anthropic_client import create_client
+from runtime.providers.lazy_client import LazyClient
 
 if TYPE_CHECKING:
     import anthropic
@@ -87,15 +87,7 @@ class AnthropicAssistant:
         self.model = settings.anthropic_model
         self._settings = settings
         self._max_retries = max_retries
-        self._client = client
-        self._lock = threading.Lock()
-
-    def _get_client(self) -> anthropic.Anthropic:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._create_client()
-        return self._client
+        self._client = LazyClient(self._create_client, client)
 
     def _create_client(self) -> anthropic.Anthropic:
         try:
@@ -108,7 +100,7 @@ class AnthropicAssistant:
     def answer(
         self, question: str, history: list[tuple[str, str]], tools: Toolbox, limits: Limits
     ) -> Answer:
-        client = self._get_client()
+        client = self._client.get()
         started = time.monotonic()
         messages: list[MessageParam] = []
         for asked, answered in history:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from runtime.adapters.secrets import get_secret
 from runtime.config import VOYAGE_DEFAULT_DIMENSION
 from runtime.domain.errors import PermanentError, TransientError
+from runtime.providers.lazy_client import LazyClient
 
 if TYPE_CHECKING:
     import voyageai
@@ -60,19 +60,8 @@ class VoyageEmbedder:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._batch_size = batch_size
-        self._client = client
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._create_client, client)
         self.total_tokens = 0  # tokens billed by this instance so far
-
-    # -- client ---------------------------------------------------------------------------------
-
-    def _get_client(self) -> voyageai.Client:
-        if self._client is not None:
-            return self._client
-        with self._lock:
-            if self._client is None:
-                self._client = self._create_client()
-        return self._client
 
     def _create_client(self) -> voyageai.Client:
         return create_client(self._settings, timeout=REQUEST_TIMEOUT_S)
@@ -93,7 +82,7 @@ class VoyageEmbedder:
     def _embed(self, texts: list[str], input_type: str) -> list[list[float]]:
         import voyageai.error as verr
 
-        client = self._get_client()
+        client = self._client.get()
         for attempt in range(1, self._max_attempts + 1):
             try:
                 result = client.embed(
@@ -115,7 +104,7 @@ class VoyageEmbedder:
             except verr.VoyageError as exc:
                 status = exc.http_status or 0
                 if isinstance(exc, verr.AuthenticationError) or status in (401, 403):
-                    self._drop_client()
+                    self._client.drop()  # a rotated key is read again
                     raise PermanentError(
                         "embedding_auth_failed", _describe(exc), stage=STAGE
                     ) from exc
@@ -165,11 +154,6 @@ class VoyageEmbedder:
             return retry_after
         base = min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s)
         return base * (0.75 + 0.5 * random.random())
-
-    def _drop_client(self) -> None:
-        """Forget the client (and so the key) after an auth failure: a rotated key is re-read."""
-        with self._lock:
-            self._client = None
 
 
 def create_client(settings: Settings, *, timeout: float) -> voyageai.Client:

@@ -10,10 +10,10 @@ while a user waits, so a call is one attempt with a short timeout; any failure r
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from runtime.providers.base import RerankUnavailable
+from runtime.providers.lazy_client import LazyClient
 
 if TYPE_CHECKING:
     import voyageai
@@ -33,27 +33,23 @@ class VoyageReranker:
     def __init__(self, settings: Settings, *, client: voyageai.Client | None = None) -> None:
         self.model = settings.voyage_rerank_model
         self._settings = settings
-        self._client = client
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._create_client, client)
         self.total_tokens = 0
 
-    def _get_client(self) -> voyageai.Client:
-        with self._lock:
-            if self._client is None:
-                from runtime.providers.voyage_embedder import create_client
+    def _create_client(self) -> voyageai.Client:
+        from runtime.providers.voyage_embedder import create_client
 
-                try:
-                    self._client = create_client(self._settings, timeout=REQUEST_TIMEOUT_S)
-                except Exception as exc:
-                    raise RerankUnavailable(f"no Voyage client: {exc}") from exc
-            return self._client
+        try:
+            return create_client(self._settings, timeout=REQUEST_TIMEOUT_S)
+        except Exception as exc:
+            raise RerankUnavailable(f"no Voyage client: {exc}") from exc
 
     def rerank(self, query: str, documents: list[str], top_k: int) -> list[tuple[int, float]]:
         if not documents or top_k < 1:
             return []
         import voyageai.error as verr
 
-        client = self._get_client()
+        client = self._client.get()
         try:
             result = client.rerank(
                 query,
@@ -64,8 +60,7 @@ class VoyageReranker:
             )
         except verr.VoyageError as exc:
             if isinstance(exc, verr.AuthenticationError):
-                with self._lock:
-                    self._client = None  # a rotated key is read again
+                self._client.drop()  # a rotated key is read again
             raise RerankUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except (IndexError, KeyError, TypeError, ValueError) as exc:  # a reply it cannot parse
             raise RerankUnavailable(f"malformed rerank reply: {exc}") from exc
