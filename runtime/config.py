@@ -31,6 +31,11 @@ _BUCKET = (Resource.ORIGINALS, Resource.DERIVED, Resource.USER_OBJECTS)
 _DB = (Resource.DATABASE, Resource.DATABASE_ADMIN)
 
 LOCAL_EMBEDDING_DIMENSION = 384
+# The offline embedders' native dimensions, by model (Settings.local_embedding_model).
+LOCAL_EMBEDDING_DIMENSIONS = {
+    "all-MiniLM-L6-v2": LOCAL_EMBEDDING_DIMENSION,
+    "all-mpnet-base-v2": 768,
+}
 VOYAGE_DEFAULT_DIMENSION = 1024
 
 
@@ -119,6 +124,10 @@ class Settings(BaseSettings):
     embedder: Literal["auto", "voyage", "local"] = Field(
         "auto", json_schema_extra=deployed("literal", Resource.VOYAGE_KEY)
     )
+    # The offline embedder's model (with no Voyage key): all-MiniLM-L6-v2 (384-d, light and
+    # fast) or all-mpnet-base-v2 (768-d, better at meaning, ~6x the CPU per text). The vector
+    # column takes the model's dimension when the database is created.
+    local_embedding_model: Literal["all-MiniLM-L6-v2", "all-mpnet-base-v2"] = "all-MiniLM-L6-v2"
     voyage_model: str = Field(
         "voyage-3.5-lite", json_schema_extra=deployed("literal", Resource.VOYAGE_KEY)
     )

@@ -561,6 +561,19 @@ def test_factory_counts_a_configured_ssm_parameter_as_a_key(no_keys: None) -> No
     assert factory.embedding_dimension(Settings(embedder="local")) == 384
     with pytest.raises(ValueError, match="384"):
         factory.get_embedder(Settings(embedder="local", embedding_dimension=1024))
+    mpnet = Settings(embedder="local", local_embedding_model="all-mpnet-base-v2")
+    assert factory.embedding_dimension(mpnet) == 768
+    with pytest.raises(ValueError, match="768"):
+        factory.get_embedder(mpnet.model_copy(update={"embedding_dimension": 384}))
+
+
+def test_factory_serves_the_configured_local_model(no_keys: None, fresh_factory: None) -> None:
+    mpnet = factory.get_embedder(Settings(local_embedding_model="all-mpnet-base-v2"))
+    minilm = factory.get_embedder(Settings())
+    assert (mpnet.provider, mpnet.model, mpnet.dimension) == ("local", "all-mpnet-base-v2", 768)
+    assert (minilm.model, minilm.dimension) == ("all-MiniLM-L6-v2", 384)
+    with pytest.raises(ValueError):
+        Settings(local_embedding_model="bert-base-uncased")
 
 
 def test_embedding_dimension_loads_no_model_or_sdk() -> None:
@@ -705,6 +718,80 @@ def test_local_embedder_semantics_and_padding_invariance() -> None:
     batched = embedder.embed_documents(["puppy playing in the sand", long_text])
     assert np.array(batched[0]) == pytest.approx(puppy, abs=1e-5)
     assert embedder.embed_documents([]) == []
+
+
+def test_mpnet_embedder_tells_paraphrases_from_unrelated_text() -> None:
+    """all-mpnet-base-v2's numpy forward pass. Paraphrase pairs score >= 0.6 and unrelated ones
+    <= 0.1 only with MPNet's relative-position bias applied as the model was trained (measured:
+    without it, or with its direction reversed, a paraphrase pair scores 0.48-0.53 and an
+    unrelated pair up to 0.64)."""
+    from runtime.providers.mpnet_embedder import MPNetEmbedder
+
+    embedder = MPNetEmbedder(batch_size=4)
+    assert (embedder.provider, embedder.model, embedder.dimension) == (
+        "local",
+        "all-mpnet-base-v2",
+        768,
+    )
+    texts = [
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        "He drove to the stadium.",
+        "a cheap hotel near the station",
+        "budget accommodation close to the train terminal",
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "A man is riding a horse.",
+    ]
+    vectors = np.array(embedder.embed_documents(texts))
+    assert vectors.shape == (8, 768)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0] * 8, abs=1e-5)
+    similarity = vectors @ vectors.T
+    for a, b in ((0, 1), (3, 4), (5, 6)):
+        assert similarity[a, b] >= 0.6, (texts[a], texts[b], similarity[a, b])
+    for a, b in ((0, 2), (1, 2), (3, 5)):
+        assert similarity[a, b] <= 0.1, (texts[a], texts[b], similarity[a, b])
+    assert similarity[5, 6] > similarity[5, 7] + 0.3
+    # A query embeds as the same text among documents; padding changes nothing.
+    assert np.array(embedder.embed_query(texts[3])) == pytest.approx(vectors[3], abs=1e-5)
+    batched = embedder.embed_documents([texts[3], "ramen " * 500])
+    assert np.array(batched[0]) == pytest.approx(vectors[3], abs=1e-5)
+    assert embedder.embed_documents([]) == []
+
+
+def test_mpnet_model_files_are_unpacked_once_and_checked(tmp_path: Path) -> None:
+    from runtime.providers import mpnet_embedder
+
+    first = mpnet_embedder.model_dir(tmp_path)
+    assert sorted(p.name for p in first.iterdir()) == sorted(mpnet_embedder.NEEDED_FILES)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert mpnet_embedder.model_dir(tmp_path) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == ["all-mpnet-base-v2"]  # no scratch left
+
+    other = tmp_path / "tampered"
+    digests = dict(mpnet_embedder.NEEDED_FILES, **{"tokenizer.json": "0" * 64})
+    with (
+        patch.object(mpnet_embedder, "NEEDED_FILES", digests),
+        pytest.raises(mpnet_embedder.ModelFilesMismatch, match=r"tokenizer\.json"),
+    ):
+        mpnet_embedder.model_dir(other)
+    assert not (other / "all-mpnet-base-v2").exists()
+    assert list(other.iterdir()) == []
+
+
+def test_mpnet_relative_buckets_follow_the_model() -> None:
+    from runtime.providers.mpnet_embedder import relative_buckets
+
+    buckets = relative_buckets(300)
+    # Keys before the query use buckets 0-15, keys after it 16-31; exact up to 7 apart.
+    assert buckets[10, 10] == 0
+    assert [buckets[10, 10 - d] for d in range(1, 8)] == list(range(1, 8))
+    assert [buckets[10, 10 + d] for d in range(1, 8)] == list(range(17, 24))
+    # Logarithmic beyond, the last bucket from 128 apart on.
+    assert buckets[200, 200 - 8] == 8 and buckets[200, 200 - 127] == 15
+    assert buckets[0, 128] == 31 and buckets[0, 299] == 31
+    assert bool((np.diff(buckets[150, :150][::-1]) >= 0).all())
 
 
 def test_local_embedder_embeds_a_batch_of_long_documents_as_one_by_one() -> None:

@@ -38,7 +38,7 @@ from benchmarks.evaluate_search import (
     reciprocal_rank,
     summarize,
 )
-from runtime.config import get_settings
+from runtime.config import Settings, get_settings
 from runtime.db.models import Analysis as AnalysisRow
 from runtime.db.models import Item
 from runtime.domain.analysis import Analysis
@@ -915,6 +915,50 @@ def test_validation_queries_are_what_they_claim(session: Session) -> None:
     assert [o[0] for o in paraphrase_overlaps(session, planted, records)] == ["p2", "p3"]
 
 
+def test_local_mode_refuses_an_embedder_whose_vectors_the_database_cannot_hold(
+    engine: Engine,
+) -> None:
+    """The vector column is sized when the database is created; starting local mode with an
+    embedder of another dimension stops with a clear message instead of failing every item."""
+    from runtime.db.migrate import vector_dimension
+    from runtime.local.dev import EmbedderMismatch, check_vector_dimension
+
+    assert vector_dimension(engine) == 384
+    check_vector_dimension(engine, Settings(embedder="local"))
+    with pytest.raises(EmbedderMismatch, match=r"384-d vectors.*all-mpnet-base-v2\) makes 768-d"):
+        check_vector_dimension(
+            engine, Settings(embedder="local", local_embedding_model="all-mpnet-base-v2")
+        )
+
+
+@pytest.mark.dataset
+def test_development_queries_are_what_they_claim(session: Session) -> None:
+    """The development set (tuning data beside the golden queries): paraphrases that share no
+    stem with their relevant items and absent topics, none of them a golden or validation query."""
+    from benchmarks.evaluate_search import (
+        DEFAULT_DEVELOPMENT,
+        DEFAULT_VALIDATION,
+        load_analyses,
+        load_queries,
+        paraphrase_overlaps,
+    )
+
+    golden = dataset("golden")
+    records = load_analyses(golden / "golden_analyses.json")
+    queries = load_queries(DEFAULT_DEVELOPMENT)
+    types = Counter(q.query_type for q in queries)
+    assert types["paraphrase"] >= 12 and types["edge-case-no-results"] >= 10, types
+    item_ids = {str(r["item_id"]) for r in records}
+    assert all(
+        q.relevant and set(q.relevant) <= item_ids for q in queries if q.query_type == "paraphrase"
+    )
+    assert all(not q.relevant for q in queries if q.query_type == "edge-case-no-results")
+    others = load_queries(golden / "queries.json") + load_queries(DEFAULT_VALIDATION)
+    assert not {q.text.lower() for q in others} & {q.text.lower() for q in queries}
+    assert not {q.query_id for q in others} & {q.query_id for q in queries}
+    assert paraphrase_overlaps(session, queries, records) == []
+
+
 @pytest.mark.dataset
 @pytest.mark.timeout(1800)  # about two minutes on an idle machine; a shared one is slower
 def test_evaluation_meets_the_acceptance_targets() -> None:
@@ -932,8 +976,33 @@ def test_evaluation_meets_the_acceptance_targets() -> None:
     assert cv["page_precision"] >= 0.75 and validation["page_precision"] >= 0.75
     # The validation targets (MRR >= 0.85, paraphrase MRR >= 0.70) are NOT met by the offline
     # embedder (README, Search): these floors are the measured figures, a regression guard.
-    assert validation["mrr"] >= 0.76, validation
-    assert validation["by_type"]["paraphrase"]["mrr"] >= 0.39, validation["by_type"]
+    assert validation["mrr"] >= 0.79, validation
+    assert validation["by_type"]["paraphrase"]["mrr"] >= 0.49, validation["by_type"]
     assert hybrid_never_worse(result) == []
     assert result["search_vs_grid_mismatches"] == []
     assert result["validation_paraphrase_overlaps"] == []
+    assert result["development_paraphrase_overlaps"] == []
+    # The defaults are what the grid chooses on the tuning queries (golden + development).
+    chosen = result["chosen_on_all_tuning"]["hybrid"]
+    assert chosen == {k: result["thresholds"][k] for k in chosen}, (chosen, result["thresholds"])
+
+
+@pytest.mark.dataset
+@pytest.mark.timeout(1800)  # about three minutes on an idle machine
+def test_evaluation_of_the_larger_offline_model() -> None:
+    """all-mpnet-base-v2 (COLLECTIONS_LOCAL_EMBEDDING_MODEL): its measured figures (README,
+    Search) as floors, and its default thresholds are what the grid chooses for it."""
+    from benchmarks.evaluate_search import evaluate, hybrid_never_worse
+
+    golden = dataset("golden")
+    result = evaluate(golden / "golden_analyses.json", golden / "queries.json", "mpnet")
+    assert result["embedder"] == "local/all-mpnet-base-v2 (768-d)"
+    cv, validation = result["cross_validated"]["hybrid"], result["validation"]["hybrid"]
+    assert cv["mrr"] >= 0.88 and cv["ndcg@5"] >= 0.82 and cv["true_negatives"] >= 6, cv
+    assert validation["tn_rate"] >= 0.75 and validation["mrr"] >= 0.84, validation
+    assert validation["by_type"]["paraphrase"]["mrr"] >= 0.62, validation["by_type"]
+    # Measured and written in the README: on two query types hybrid trails its best part.
+    assert len(hybrid_never_worse(result)) <= 2, hybrid_never_worse(result)
+    assert result["search_vs_grid_mismatches"] == []
+    for mode, chosen in result["chosen_on_all_tuning"].items():
+        assert chosen == {k: result["thresholds"][k] for k in chosen}, (mode, chosen)

@@ -39,3 +39,17 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def vector_dimension(engine: Engine) -> int | None:
+    """The dimension of ``search_documents.embedding`` as created (fixed by the first migration,
+    from the embedder configured then), or None before the schema exists."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return connection.execute(
+            text(
+                "SELECT atttypmod FROM pg_attribute WHERE attname = 'embedding'"
+                " AND attrelid = to_regclass('search_documents')"
+            )
+        ).scalar()

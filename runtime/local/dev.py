@@ -26,8 +26,9 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from runtime.config import Settings
 from runtime.local.cloud import bootstrap
 from runtime.local.cognito import ensure_pool, ensure_user
 from runtime.local.discovery import default_data_dir, forget_data_dir, remember_data_dir
@@ -35,6 +36,9 @@ from runtime.local.emulator import LocalEmulator
 from runtime.local.gate import Credentials
 from runtime.local.identity import AwsCredentials, SigningKey
 from runtime.local.postgres import LocalPostgres
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 STACK = "local"
 
@@ -62,6 +66,28 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+class EmbedderMismatch(RuntimeError):
+    """The data folder's vectors were made by another embedder than the one configured."""
+
+
+def check_vector_dimension(engine: Engine, settings: Settings) -> None:
+    """Refuse to start when the configured embedder's vectors cannot be stored or compared with
+    the ones already in the database (its vector column was sized by the embedder configured when
+    the data folder was created)."""
+    from runtime.db.migrate import vector_dimension
+    from runtime.providers.factory import embedder_kind, embedding_dimension
+
+    stored, wanted = vector_dimension(engine), embedding_dimension(settings)
+    if stored is not None and stored != wanted:
+        kind = embedder_kind(settings)
+        name = settings.local_embedding_model if kind == "local" else settings.voyage_model
+        raise EmbedderMismatch(
+            f"this data folder holds {stored}-d vectors, but the configured embedder ({kind}, "
+            f"{name}) makes {wanted}-d ones: start with the embedder it was created with, or "
+            "use a new data folder (--data-dir) for this one"
+        )
 
 
 def invocation_reports(data_dir: Path) -> Path:
@@ -205,6 +231,7 @@ class DevStack:
         engine = create_engine(env["COLLECTIONS_DATABASE_URL"])
         try:
             upgrade(engine)
+            check_vector_dimension(engine, Settings())
         finally:
             engine.dispose()
 
@@ -312,6 +339,10 @@ def run(options: DevOptions) -> int:
     try:
         info = stack.start()
     except PortInUse as error:
+        print(f"collections dev: {error}", file=sys.stderr)
+        return 2
+    except EmbedderMismatch as error:
+        stack.stop()
         print(f"collections dev: {error}", file=sys.stderr)
         return 2
     except BaseException:

