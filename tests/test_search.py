@@ -959,50 +959,38 @@ def test_development_queries_are_what_they_claim(session: Session) -> None:
     assert paraphrase_overlaps(session, queries, records) == []
 
 
+# The validation targets (MRR >= 0.85, paraphrase MRR >= 0.70) are NOT met by either offline
+# embedder (README, Search): these floors are the measured figures, a regression guard. The
+# larger model's hybrid trails its best part on two query types (README).
+EVALUATED_EMBEDDERS = {
+    "local": {"validation_mrr": 0.79, "paraphrase_mrr": 0.49, "worse_than_parts": 0},
+    "mpnet": {"validation_mrr": 0.84, "paraphrase_mrr": 0.62, "worse_than_parts": 2},
+}
+
+
 @pytest.mark.dataset
-@pytest.mark.timeout(1800)  # about two minutes on an idle machine; a shared one is slower
-def test_evaluation_meets_the_acceptance_targets() -> None:
-    """The retrieval evaluation on ../shared/datasets/golden, offline embedder, defaults:
-    cross-validated golden figures, validation figures, hybrid never worse than its parts."""
+@pytest.mark.timeout(1800)  # two to three minutes on an idle machine; a shared one is slower
+@pytest.mark.parametrize("embedder", list(EVALUATED_EMBEDDERS))
+def test_evaluation_meets_the_acceptance_targets(embedder: str) -> None:
+    """The retrieval evaluation on ../shared/datasets/golden, each offline embedder at its
+    defaults: cross-validated golden figures, validation figures, hybrid against its parts, and
+    the defaults are what the grid chooses on the tuning queries (golden + development)."""
     from benchmarks.evaluate_search import evaluate, hybrid_never_worse
 
+    floors = EVALUATED_EMBEDDERS[embedder]
     golden = dataset("golden")
-    result = evaluate(golden / "golden_analyses.json", golden / "queries.json", "local")
+    result = evaluate(golden / "golden_analyses.json", golden / "queries.json", embedder)
     cv, validation = result["cross_validated"]["hybrid"], result["validation"]["hybrid"]
     assert cv["mrr"] >= 0.88 and cv["ndcg@5"] >= 0.82 and cv["true_negatives"] >= 6, cv
     assert validation["tn_rate"] >= 0.75, validation
     # A hybrid page is mostly relevant results, on held-out and validation queries alike (it was
     # a full page of ten, three in four not relevant, before page precision was in the objective).
     assert cv["page_precision"] >= 0.75 and validation["page_precision"] >= 0.75
-    # The validation targets (MRR >= 0.85, paraphrase MRR >= 0.70) are NOT met by the offline
-    # embedder (README, Search): these floors are the measured figures, a regression guard.
-    assert validation["mrr"] >= 0.79, validation
-    assert validation["by_type"]["paraphrase"]["mrr"] >= 0.49, validation["by_type"]
-    assert hybrid_never_worse(result) == []
+    assert validation["mrr"] >= floors["validation_mrr"], validation
+    assert validation["by_type"]["paraphrase"]["mrr"] >= floors["paraphrase_mrr"], validation
+    assert len(hybrid_never_worse(result)) <= floors["worse_than_parts"], hybrid_never_worse(result)
     assert result["search_vs_grid_mismatches"] == []
     assert result["validation_paraphrase_overlaps"] == []
     assert result["development_paraphrase_overlaps"] == []
-    # The defaults are what the grid chooses on the tuning queries (golden + development).
-    chosen = result["chosen_on_all_tuning"]["hybrid"]
-    assert chosen == {k: result["thresholds"][k] for k in chosen}, (chosen, result["thresholds"])
-
-
-@pytest.mark.dataset
-@pytest.mark.timeout(1800)  # about three minutes on an idle machine
-def test_evaluation_of_the_larger_offline_model() -> None:
-    """all-mpnet-base-v2 (COLLECTIONS_LOCAL_EMBEDDING_MODEL): its measured figures (README,
-    Search) as floors, and its default thresholds are what the grid chooses for it."""
-    from benchmarks.evaluate_search import evaluate, hybrid_never_worse
-
-    golden = dataset("golden")
-    result = evaluate(golden / "golden_analyses.json", golden / "queries.json", "mpnet")
-    assert result["embedder"] == "local/all-mpnet-base-v2 (768-d)"
-    cv, validation = result["cross_validated"]["hybrid"], result["validation"]["hybrid"]
-    assert cv["mrr"] >= 0.88 and cv["ndcg@5"] >= 0.82 and cv["true_negatives"] >= 6, cv
-    assert validation["tn_rate"] >= 0.75 and validation["mrr"] >= 0.84, validation
-    assert validation["by_type"]["paraphrase"]["mrr"] >= 0.62, validation["by_type"]
-    # Measured and written in the README: on two query types hybrid trails its best part.
-    assert len(hybrid_never_worse(result)) <= 2, hybrid_never_worse(result)
-    assert result["search_vs_grid_mismatches"] == []
     for mode, chosen in result["chosen_on_all_tuning"].items():
         assert chosen == {k: result["thresholds"][k] for k in chosen}, (mode, chosen)

