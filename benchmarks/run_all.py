@@ -70,9 +70,10 @@ UNMET_NOTES = {
     "api_load": "limit: queueing for 2 CPUs shared by PostgreSQL, the load generator and the API "
     "(tens of ms of CPU per request); tried: API processes up to the CPU count, bounded keyword "
     "search; measured on a loaded machine, figures in api_load.md",
-    "vector_search": "limit: latency measured on a machine so loaded that the index build took "
-    "4.5x its quiet-run time; tried: ef_search by tenant share and page depth (recall 0.836 -> "
-    "0.956); figures in vector_search.md",
+    "vector_search": "limit: a tenant holds 1 in 10 of the graph's vectors, so the filtered "
+    "scan visits ~10x the nodes of an unfiltered one; recall differs between builds of the same "
+    "data (0.956 and 0.915 at ef_search 251); tried: ef_search by tenant share and page depth "
+    "(recall 0.836 -> 0.915-0.956), ef_search 100/200 sweeps; figures in vector_search.md",
     "cost": "limit: output tokens (two thirds) and the image's tokens; tried: prompt caching of "
     "the schema and instructions (-$3.32); not tried: Message Batches, a smaller derivative "
     "(change latency or what the model sees); figures in cost.md",
