@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -881,21 +882,27 @@ def test_metric_functions_on_hand_computed_cases() -> None:
     assert page_precision(["h", "x", "y", "z"], {"h": 3}) == 0.25
 
 
+def _query_set(path: Path) -> tuple[Path, list[dict], list[Query], Counter[str]]:
+    """The golden folder, its analyses, the query set at ``path`` and its count per type."""
+    from benchmarks.evaluate_search import load_analyses, load_queries
+
+    golden = dataset("golden")
+    queries = load_queries(path)
+    return (
+        golden,
+        load_analyses(golden / "golden_analyses.json"),
+        queries,
+        Counter(q.query_type for q in queries),
+    )
+
+
 @pytest.mark.dataset
 def test_validation_queries_are_what_they_claim(session: Session) -> None:
     """The validation set: enough queries of each type, over golden items, none of the tuning
     queries, and paraphrases that share no stem (nor a stem prefix) with their relevant items."""
-    from benchmarks.evaluate_search import (
-        DEFAULT_VALIDATION,
-        load_analyses,
-        load_queries,
-        paraphrase_overlaps,
-    )
+    from benchmarks.evaluate_search import DEFAULT_VALIDATION, load_queries, paraphrase_overlaps
 
-    golden = dataset("golden")
-    records = load_analyses(golden / "golden_analyses.json")
-    queries = load_queries(DEFAULT_VALIDATION)
-    types = Counter(q.query_type for q in queries)
+    golden, records, queries, types = _query_set(DEFAULT_VALIDATION)
     assert len(queries) >= 40, types
     assert types["paraphrase"] >= 12 and types["edge-case-no-results"] >= 8, types
     assert types["single-item-precision"] >= 8 and types["multi-item-recall"] >= 8, types
@@ -938,15 +945,11 @@ def test_development_queries_are_what_they_claim(session: Session) -> None:
     from benchmarks.evaluate_search import (
         DEFAULT_DEVELOPMENT,
         DEFAULT_VALIDATION,
-        load_analyses,
         load_queries,
         paraphrase_overlaps,
     )
 
-    golden = dataset("golden")
-    records = load_analyses(golden / "golden_analyses.json")
-    queries = load_queries(DEFAULT_DEVELOPMENT)
-    types = Counter(q.query_type for q in queries)
+    golden, records, queries, types = _query_set(DEFAULT_DEVELOPMENT)
     assert types["paraphrase"] >= 12 and types["edge-case-no-results"] >= 10, types
     item_ids = {str(r["item_id"]) for r in records}
     assert all(

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -225,7 +226,7 @@ def mean_pool_normalised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (pooled / norms).astype(np.float32)
 
 
-class SentenceEncoder:
+class SentenceEncoder(ABC):
     """A tokenizer and a transformer encoder whose ``forward`` pools to unit-length vectors."""
 
     hidden: int
@@ -242,8 +243,9 @@ class SentenceEncoder:
         with _single_blas_thread():
             return self.forward(ids, types, mask)
 
+    @abstractmethod
     def forward(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Token ids, token types and the attention mask (B, L) -> unit vectors (B, hidden)."""
 
 
 class MiniLM(SentenceEncoder):
@@ -323,7 +325,7 @@ load_model = loaded_once(lambda: MiniLM(model_dir()))
 """The process-wide MiniLM, loaded on first use (~0.3 s)."""
 
 
-class SentenceEncoderEmbedder:
+class SentenceEncoderEmbedder(ABC):
     """:class:`~runtime.providers.base.Embedder` over a sentence encoder run on the CPU, loaded
     once per process on first use; subclasses name the model and how to get its encoder."""
 
@@ -334,8 +336,9 @@ class SentenceEncoderEmbedder:
     def __init__(self, *, batch_size: int = BATCH_SIZE) -> None:
         self._batch_size = batch_size
 
+    @abstractmethod
     def encoder(self) -> Callable[[list[str]], np.ndarray]:
-        raise NotImplementedError
+        """The model's encode function (the model loaded on first use)."""
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return embed_in_length_order(self.encoder, texts, self._batch_size)
