@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from unittest.mock import patch
 
@@ -29,9 +30,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from runtime.config import Settings
 from runtime.domain.analysis import Analysis, analysis_tool_schema
+from runtime.domain.assistant import AssistantFailed, Limits, Toolbox
 from runtime.domain.errors import PermanentError, TransientError
 from runtime.providers import factory
 from runtime.providers.anthropic_analyzer import SYSTEM_PROMPT, AnthropicAnalyzer
+from runtime.providers.anthropic_assistant import AnthropicAssistant
 from runtime.providers.base import AnalysisResult, Analyzer, Embedder, Reranker, RerankUnavailable
 from runtime.providers.voyage_embedder import VoyageEmbedder
 from runtime.providers.voyage_reranker import VoyageReranker
@@ -647,24 +650,39 @@ def test_a_rotated_key_is_read_again_after_an_auth_failure(
     server: FakeModelServer, keys: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     analyzer, embedder = anthropic_analyzer(server), voyage_embedder(server)
-    server.script(MESSAGES, [401])
+    assistant = AnthropicAssistant(Settings(anthropic_base_url=server.url))
+    # A toolbox whose tools would fail the test if called: the scripted model answers directly.
+    toolbox = Toolbox("alice", sessions=no_database, embedder=lambda: None)  # type: ignore[arg-type]
+    limits = Limits(max_tool_rounds=2, max_tokens=10_000, max_output_tokens=500)
+    server.script(MESSAGES, [401, 401, {"answer": "Nothing to look up."}])
     server.script(EMBEDDINGS, [401])
     with pytest.raises(PermanentError):
         analyzer.analyze(jpeg(), "image/jpeg")
+    with pytest.raises(AssistantFailed) as refused:
+        assistant.answer("what did I save?", [], toolbox, limits)
+    assert refused.value.reason == "assistant_auth_failed"
+    assert "API key was refused" in refused.value.message
     with pytest.raises(PermanentError):
         embedder.embed_query("x")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-rotated-0123456789")
     monkeypatch.setenv("VOYAGE_API_KEY", "pa-rotated-0123456789")
+    assert assistant.answer("what did I save?", [], toolbox, limits).text.startswith("Nothing")
     analyzer.analyze(jpeg(), "image/jpeg")
     embedder.embed_query("x")
     assert [sent_key(r) for r in server.requests_to(MESSAGES)] == [
         ANTHROPIC_KEY,
+        ANTHROPIC_KEY,
+        "sk-ant-rotated-0123456789",
         "sk-ant-rotated-0123456789",
     ]
     assert [sent_key(r) for r in server.requests_to(EMBEDDINGS)] == [
         VOYAGE_KEY,
         "pa-rotated-0123456789",
     ]
+
+
+def no_database() -> AbstractContextManager:
+    raise AssertionError("no tool may reach the database here")
 
 
 def sent_key(request: RecordedRequest) -> str | None:

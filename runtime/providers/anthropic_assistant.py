@@ -194,6 +194,12 @@ class AnthropicAssistant:
                 raise AssistantFailed(
                     "assistant_unavailable", "The assistant is busy; try again shortly."
                 ) from exc
+            if status in (401, 403):
+                self._client.drop()  # a rotated key is read by the next question
+                raise AssistantFailed(
+                    "assistant_auth_failed",
+                    "The assistant's API key was refused; the service's operator must renew it.",
+                ) from exc
             raise AssistantFailed(
                 "assistant_request_rejected", "The assistant refused this request."
             ) from exc
