@@ -59,17 +59,18 @@ def load(out: Path, name: str) -> dict[str, Any] | None:
 # What limits each row that can miss its target, and what was tried (the figures of each attempt
 # are in the row's results file and the README's "What limits the unmet targets").
 UNMET_NOTES = {
-    "thumbnails": "limit: the full-size decode of a source under 2x the largest rendition and "
-    "Pillow's encodes, the same work in every method; no reduced-scale decode for PNG/HEIC; tried: "
-    "libvips decode + largest rendition, one decode for all renditions, a profile of moving the "
-    "encodes to libvips (no gain); figures in thumbnails.md",
+    "thumbnails": "limit: the one full-size decode of a source under 2x the largest rendition, "
+    "the encodes and the resizes, the same work in every method; no reduced-scale decode for PNG; "
+    "tried: libvips decode + largest rendition, one decode for all renditions, encodes by libvips "
+    "(slower), libvips throughout (+2%), the smaller resizes by libvips (-12 ms of 112); figures "
+    "in thumbnails.md",
     "search_scale": "limit: each keyword stage intersects the user's posting list in the GIN "
     "index (up to 2n + 1 stages), and semantic/hybrid embed the query on the API's CPU; tried: "
     "per-user IDF statistics + a 500-document window (x10 items now x1.3-1.6, was x10), "
     "adaptive ef_search; figures in search_scale.md",
     "api_load": "limit: queueing for 2 CPUs shared by PostgreSQL, the load generator and the API "
-    "(tens of ms of CPU per request); tried: API processes up to the CPU count, bounded keyword "
-    "search; measured on a loaded machine, figures in api_load.md",
+    "(tens of ms of CPU per request); tried: API processes up to the CPU count (1 vs 2 measured "
+    "one after the other), bounded keyword search; figures in api_load.md and api_load_1worker.md",
     "vector_search": "limit: a tenant holds 1 in 10 of the graph's vectors, so the filtered "
     "scan visits ~10x the nodes of an unfiltered one; recall differs between builds of the same "
     "data (0.956 and 0.915 at ef_search 251); tried: ef_search by tenant share and page depth "

@@ -278,14 +278,22 @@ def run_set(
 
 LIMITS = """
 **What limits the ratios.** Screenshots (about 1200x2600 JPEG): the largest rendition (1568 px)
-is 60% of the source, so the JPEG cannot be decoded at a reduced DCT scale (that needs <= 1/2);
-ours decodes once where the naive baseline decodes three times, but the one full-size decode and
-the encodes (WebP 1024 + JPEG 1568, identical in all three methods) dominate, which caps the gain
-near 2x; libvips decodes and resamples faster than Pillow on the same work. PNG and HEIC have no
-reduced-scale decode in Pillow or libheif, so the 12 MP decode dominates every method (HEIC
-decode alone is about 1 s). libvips from `pyvips-binary` fails to load the HEIC (its libheif
-appears to have no HEVC decoder), so that comparison is empty. The big-JPEG row (camera and phone
-photos, 4000x3000) is where the reduced-scale decode pays.
+is 60% of the source, so the JPEG cannot be decoded at a reduced DCT scale (that needs <= 1/2).
+Where ours spends its time on them (cProfile, 30 screenshots on one core, 117 ms each): the
+libvips decode and resample to 1568 px 36 ms, Pillow's two smaller resizes 30 ms, the encodes 31
+ms (WebP 26, JPEG 5), handing libvips' pixels to Pillow 4 ms, padding the analysis derivative 4
+ms. The naive baseline decodes three times (Pillow: 18 ms each) and resizes each rendition
+from the full image (about 50 ms each), then encodes the same: at 262 ms per screenshot, 3x
+would need ours at 87 ms, and the decode and the encodes alone are 49 ms. Moving the
+encodes to libvips makes them slower (the attempts below), and libvips throughout with ours'
+structure is 2% faster than ours with a lower PSNR. Measured apart: the two smaller resizes done
+by libvips from its 1568 px image take 24-26 ms per screenshot against Pillow's 37-38 ms
+(hand-over included, 30 screenshots, one core), a 12 ms gain, about 2.6x naive at best, so not
+adopted. PNG and HEIC have no reduced-scale decode
+in Pillow or libheif, so the 12 MP decode dominates every method (HEIC decode alone is about 1
+s). libvips from `pyvips-binary` fails to load the HEIC (its libheif appears to have no HEVC
+decoder), so that comparison is empty. The big-JPEG row (camera and phone photos, 4000x3000) is
+where the reduced-scale decode pays.
 """
 
 
