@@ -3,6 +3,7 @@ app served by uvicorn on a loopback port, configured against the shared ``env`` 
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -199,3 +200,32 @@ def serve(env: LocalCloud, cognito: CognitoPool, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def api(serve: Any) -> Api:
     return serve()
+
+
+class AccessLog(logging.Handler):
+    """The API's log records. The access line ("request") is written once the response has been
+    sent, so a test reads those lines with ``requests(n)``, which waits for n of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def requests(self, count: int) -> list[logging.LogRecord]:
+        deadline = time.monotonic() + 10  # a hang guard: the line follows the response at once
+        while True:
+            lines = [r for r in self.records if r.getMessage() == "request"]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def access_log() -> Iterator[AccessLog]:
+    handler = AccessLog()
+    logger = logging.getLogger("api")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)

@@ -8,16 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from runtime.api.security import SECURITY_HEADERS
-from tests.api.conftest import Api, CognitoPool, User
+from tests.api.conftest import AccessLog, Api, CognitoPool, User
 from tests.api.support import assert_error, claims_for, sign, upload_through_api
 
 # The cursor MAC key that used to be a constant of the source: anyone could sign with it.
@@ -103,26 +100,8 @@ def test_duplicate_authorization_headers_are_refused(api: Api, alice: User) -> N
     assert_error(joined, 401, "invalid_authorization_header")
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def access_log() -> Iterator[Records]:
-    handler = Records()
-    logger = logging.getLogger("api")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-
-
 def test_spoofed_forwarded_for_neither_bypasses_the_limit_nor_reaches_the_log(
-    serve: Callable[..., Api], access_log: Records
+    serve: Callable[..., Api], access_log: AccessLog
 ) -> None:
     api = serve(COLLECTIONS_API_RATE_LIMIT_PER_MINUTE="3")
     statuses = [
@@ -130,12 +109,12 @@ def test_spoofed_forwarded_for_neither_bypasses_the_limit_nor_reaches_the_log(
         for n in range(6)
     ]
     assert statuses == [200, 200, 200, 429, 429, 429]
-    clients = {r.client_ip for r in access_log.records if r.getMessage() == "request"}
+    clients = {r.client_ip for r in access_log.requests(6)}
     assert clients == {"127.0.0.1"}
 
 
 def test_forwarded_for_is_believed_from_a_configured_proxy_only(
-    serve: Callable[..., Api], access_log: Records
+    serve: Callable[..., Api], access_log: AccessLog
 ) -> None:
     api = serve(
         COLLECTIONS_API_RATE_LIMIT_PER_MINUTE="3", COLLECTIONS_TRUSTED_PROXIES='["127.0.0.1"]'
@@ -147,7 +126,7 @@ def test_forwarded_for_is_believed_from_a_configured_proxy_only(
         for n in range(4)
     ]
     assert statuses == [200] * 4  # four clients behind the proxy, one request each
-    clients = [r.client_ip for r in access_log.records if r.getMessage() == "request"]
+    clients = [r.client_ip for r in access_log.requests(4)]
     # the nearest hop the trusted proxy saw, not what the client claimed further left
     assert clients == [f"198.51.100.{n}" for n in range(4)]
 

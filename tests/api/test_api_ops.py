@@ -20,7 +20,7 @@ import pytest
 
 from runtime.domain import items as item_queries  # the routes import their queries per request
 from runtime.local.postgres import LocalPostgres, free_port
-from tests.api.conftest import Api, CognitoPool, User, configure_api
+from tests.api.conftest import AccessLog, Api, CognitoPool, User, configure_api
 from tests.api.support import assert_error
 
 
@@ -63,32 +63,14 @@ def test_health_is_503_when_migrations_are_pending_or_the_database_is_down(
     assert_error(api.http.get("/items", headers=alice.headers()), 503, "database_unavailable")
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def access_log() -> Iterator[Records]:
-    handler = Records()
-    logger = logging.getLogger("api")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-
-
-def test_request_ids_are_echoed_and_logged(api: Api, alice: User, access_log: Records) -> None:
+def test_request_ids_are_echoed_and_logged(api: Api, alice: User, access_log: AccessLog) -> None:
     first = api.http.get("/items", headers=alice.headers())
     second = api.http.get("/items", headers={"Authorization": "Bearer nope"})
     ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
     assert len(set(ids)) == 2 and all(len(i) >= 16 for i in ids)
     assert second.json()["error"]["request_id"] == ids[1]
 
-    lines = {r.request_id: r for r in access_log.records if r.getMessage() == "request"}
+    lines = {r.request_id: r for r in access_log.requests(2)}
     assert set(ids) <= set(lines)
     ok, refused = lines[ids[0]], lines[ids[1]]
     assert (ok.method, ok.route, ok.status, ok.user_id) == ("GET", "/items", 200, alice.sub)
@@ -252,3 +234,41 @@ def _running(pid: str) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def test_every_connection_sends_small_writes_at_once() -> None:
+    """The socket uvicorn binds for several workers has protocol 0, so asyncio leaves Nagle's
+    algorithm on for its connections; the server turns it off, or a keep-alive response's body
+    waits for the client's delayed ACK of its headers (~40 ms a request)."""
+    import threading
+
+    import uvicorn
+
+    from runtime.local.api_server import server_config
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        assert scope["type"] == "http"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = server_config(app, host="127.0.0.1", port=free_port(), lifespan="off")
+    listening = config.bind_socket()  # what uvicorn's supervisor shares with its workers
+    assert listening.proto == 0
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10  # a hang guard, not a speed check
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{config.port}") as client:
+            assert [client.get("/").text for _ in range(2)] == ["ok", "ok"]
+            connections = list(server.server_state.connections)
+            assert len(connections) == 1
+            accepted = connections[0].transport.get_extra_info("socket")
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listening.close()
