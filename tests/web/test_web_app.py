@@ -1,8 +1,9 @@
 """The web app in a real browser (Debian's Chromium driven by Playwright) against local mode
 (`collections dev` as a real process, offline providers), used the way a person would: sign in,
-drop images in, watch them become ready, search, open, reanalyze, delete, sign out; a second
-user sees none of it; a broken file says why. Every main page is checked with axe-core and
-saved as a screenshot (desktop and phone width) under ``test-artifacts/web/``."""
+drop images in, watch them become ready, search, ask the assistant about them, open,
+reanalyze, delete, sign out; a second user sees none of it; a broken file says why. Every main
+page is checked with axe-core and saved as a screenshot (desktop and phone width) under
+``test-artifacts/web/``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,9 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 READY_TIMEOUT_MS = 240_000
+ANSWER_TIMEOUT_MS = 120_000
+# A conversation takes two questions: the third is refused (409 conversation_full) for real.
+MESSAGES_PER_CONVERSATION = 2
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 SECOND_USER = ("second@collections.local", "Second-user-passw0rd")
@@ -63,7 +68,14 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedDev]:
     base = tmp_path_factory.mktemp("web")
-    dev = spawn_dev(base / "data", base / "dev.log", workers=2)
+    dev = spawn_dev(
+        base / "data",
+        base / "dev.log",
+        workers=2,
+        extra_env={
+            "COLLECTIONS_ASSISTANT_MAX_MESSAGES_PER_CONVERSATION": str(MESSAGES_PER_CONVERSATION)
+        },
+    )
     yield dev
     dev.process.send_signal(signal.SIGINT)
     dev.process.wait(timeout=60)
@@ -272,6 +284,8 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
     page.get_by_label("Search your collection").press("Enter")
     expect(page.get_by_role("heading", name="Nothing relevant in your collection")).to_be_visible()
 
+    conversation_url = ask_about_the_collection(me, url, headline, item_id)
+
     # -- the item view, opened from the results with the keyboard -----------------------------
     page.goto(search_url)
     page.locator("#results li a").first.focus()
@@ -370,6 +384,9 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
     expect(
         other.page.get_by_role("heading", name="Nothing relevant in your collection")
     ).to_be_visible()
+    other.page.goto(conversation_url)
+    expect(other.page.get_by_role("heading", name="This conversation has ended")).to_be_visible()
+    expect(other.page.locator("#ask-turns li")).to_have_count(0)
     other.close()
 
     # -- an expired session that cannot be renewed: a clear "signed out" screen ------------------
@@ -398,3 +415,165 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
     expect(page.get_by_role("heading", name="Sign in to Collections")).to_be_visible()
     assert not [c for c in me.context.cookies() if c["name"].endswith("collections-session")]
     me.close()
+
+
+def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str) -> str:
+    """The Ask view: two questions in one conversation, answers citing the items (a citation
+    opens its item), the conversation's limit, a spent daily budget, a failed answer and an
+    unknown conversation, each said in words. Returns the conversation's URL."""
+    page = me.page
+    page.goto(url)
+    others = page.locator(f"#grid li[data-status='ready']:not([data-id='{item_id}'])").first
+    other_id = others.get_attribute("data-id")
+    other_headline = (others.locator(".card-title").text_content() or "").strip()
+
+    page.get_by_role("link", name="Ask", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/\?ask=new$"))
+    view = page.locator("#view-ask")
+    expect(view.get_by_role("heading", name="Ask about your collection")).to_be_visible()
+    box = view.get_by_label("Your question")
+    send = view.get_by_role("button", name="Ask", exact=True)
+    turns = page.locator("#ask-turns > li")
+    expect(box).to_be_focused()
+    expect(box).to_have_attribute("maxlength", "4000")  # AskRequest.content's limit
+    expect(send).to_be_disabled()
+    box.fill("   ")
+    expect(send).to_be_disabled()
+
+    # -- a question about one item, sent with Enter: answered, citing it -------------------------
+    box.fill(headline)
+    box.press("Enter")
+    expect(page).to_have_url(re.compile(r"/\?ask=[0-9a-f-]{36}$"))
+    conversation_url = page.url
+    expect(turns).to_have_count(1)
+    first = turns.nth(0)
+    expect(first.locator(".question")).to_have_text(f"You asked: {headline}")
+    expect(first.locator(".answer")).to_have_attribute("aria-live", "polite")
+    expect(first.locator(".answer-text")).to_contain_text("I found", timeout=ANSWER_TIMEOUT_MS)
+    expect(box).to_have_value("")
+    cited = first.locator(".citations > li")
+    expect(cited.first).to_have_attribute("data-id", item_id)
+    expect(cited.first).to_contain_text(headline)
+    expect(cited.first.locator("img")).to_have_count(1)  # its thumbnail
+    answer = first.locator(".answer-text").inner_text()
+    for title in cited.locator(".citation-title").all_text_contents():
+        assert title in answer, (title, answer)  # every card is an item the answer lists
+    page.wait_for_function(
+        "[...document.querySelectorAll('#ask-turns img')].every(i => i.complete && i.naturalWidth)"
+    )
+    accessible(page, "ask")
+    snapshot(page, "08-ask")
+
+    # a citation opens its item; back, the conversation is as it was (reloaded from the API)
+    cited.first.get_by_role("link").click()
+    expect(page).to_have_url(f"{url}?item={item_id}")
+    expect(page.locator("#item-title")).to_have_text(headline)
+    page.go_back()
+    expect(page).to_have_url(conversation_url)
+    expect(turns).to_have_count(1)
+    expect(turns.nth(0).locator(".citations > li").first).to_have_attribute("data-id", item_id)
+
+    # -- a second question in the same conversation: shown after the first ---------------------
+    box.fill(other_headline)
+    send.click()
+    expect(turns).to_have_count(2)
+    expect(turns.nth(1).locator(".answer-text")).to_contain_text(
+        "I found", timeout=ANSWER_TIMEOUT_MS
+    )
+    expect(turns.locator(".question")).to_have_text(
+        [f"You asked: {headline}", f"You asked: {other_headline}"]
+    )
+    expect(turns.nth(1).locator(f".citations > li[data-id='{other_id}']")).to_have_count(1)
+    expect(page).to_have_url(conversation_url)
+
+    # -- the conversation's last question taken: the API's 409, said, and a way on --------------
+    third = "Which of these did I save first?"
+    box.fill(third)
+    send.click()
+    alert = view.get_by_role("alert")
+    expect(alert).to_contain_text("This conversation has reached its message limit")
+    expect(send).to_be_disabled()
+    expect(box).to_have_value(third)  # nothing typed is lost
+    expect(turns).to_have_count(2)
+    accessible(page, "ask: conversation full")
+    alert.get_by_role("button", name="Start a new conversation").click()
+    expect(page).to_have_url(re.compile(r"/\?ask=new$"))
+    expect(turns).to_have_count(0)
+    expect(alert).to_be_hidden()
+    expect(box).to_have_value(third)
+
+    # -- the daily budget spent (the API's 429, answered here by the test): when it resets ----
+    def budget_spent(route: Any) -> None:
+        route.fulfill(
+            status=429,
+            headers={"Retry-After": "3600"},
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "error": {
+                        "code": "daily_budget_exhausted",
+                        "message": "You have used your daily assistant budget "
+                        "(500,000 of 500,000 tokens). It resets at 00:00 UTC, in 1 h 0 min.",
+                    }
+                }
+            ),
+        )
+
+    page.route("**/conversations/*/messages", budget_spent)
+    send.click()
+    expect(alert).to_contain_text("You have used your daily assistant budget")
+    expect(alert).to_contain_text(re.compile(r"You can ask again from \S"))
+    expect(send).to_be_enabled()
+    page.unroute("**/conversations/*/messages")
+
+    # -- while it is answered: "Answering…" and no second question; then it fails (here the
+    # message is shown to the page as still answering, then as timed out): the reason, and
+    # a way to ask again
+    answered = {"yet": False}
+
+    def held_then_timed_out(route: Any) -> None:
+        message = route.fetch().json()
+        message.update(answer=None, citations=[], status="answering")
+        if answered["yet"]:
+            message.update(
+                status="failed",
+                failure={
+                    "reason": "timed_out",
+                    "message": "The assistant did not answer in time; ask again.",
+                },
+            )
+        route.fulfill(json=message)
+
+    page.route("**/conversations/*/messages/*", held_then_timed_out)
+    send.click()
+    expect(turns).to_have_count(1)
+    pending = turns.nth(0).locator(".answer")
+    expect(pending).to_have_text("Answering…")
+    expect(pending).to_have_attribute("aria-busy", "true")
+    with page.expect_request("**/conversations/*/messages/*"):
+        pass  # polled, and still answering
+    box.fill("And one more?")
+    expect(send).to_be_disabled()  # one question at a time
+    answered["yet"] = True
+    expect(pending).to_contain_text(
+        "No answer: The assistant did not answer in time; ask again.",
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    expect(pending).to_contain_text("timed_out")
+    expect(pending).to_have_attribute("aria-busy", "false")
+    expect(send).to_be_enabled()
+    page.unroute("**/conversations/*/messages/*")
+    turns.nth(0).get_by_role("button", name="Ask it again").click()
+    expect(box).to_have_value(third)
+    expect(box).to_be_focused()
+
+    # -- a conversation that is not (or no longer) there: said, with a new one offered ---------
+    page.goto(f"{url}?ask={uuid.uuid4()}")
+    expect(view.get_by_role("heading", name="This conversation has ended")).to_be_visible()
+    expect(send).to_be_disabled()
+    accessible(page, "ask: conversation ended")
+    snapshot(page, "09-ask-ended", phone=False)
+    view.get_by_role("button", name="Start a new conversation").click()
+    expect(page).to_have_url(re.compile(r"/\?ask=new$"))
+    expect(view.get_by_role("heading", name="This conversation has ended")).to_be_hidden()
+    return conversation_url

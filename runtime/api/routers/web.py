@@ -1,5 +1,6 @@
 """The web app's two public routes: the page at ``/`` (any query string: the app's own routes
-are ``/?q=…``, ``/?item=…``) and its fingerprinted assets under ``/assets/<version>/``."""
+are ``/?q=…``, ``/?item=…``, ``/?ask=…``) and its fingerprinted assets under
+``/assets/<version>/``."""
 
 from __future__ import annotations
 

@@ -12,12 +12,13 @@ let renewing = null;
 const signedOutListeners = new Set();
 
 export class ApiError extends Error {
-  constructor(status, code, message, details = [], itemId = null) {
+  constructor(status, code, message, details = [], itemId = null, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
     this.itemId = itemId; // the item already holding the same image (409 duplicate_item)
+    this.retryAfter = retryAfter; // seconds (the Retry-After header of a 429 or 503)
   }
 }
 
@@ -40,6 +41,7 @@ async function toError(response) {
     body?.message ?? `The service answered ${response.status}.`,
     body?.details ?? [],
     body?.item_id ?? null,
+    Number.parseInt(response.headers.get("retry-after") ?? "", 10) || null,
   );
 }
 
@@ -169,6 +171,15 @@ export const api = {
   reanalyze: (id) => request("POST", `/items/${encodeURIComponent(id)}/reanalyze`),
   remove: (id) => request("DELETE", `/items/${encodeURIComponent(id)}`),
   search: (params) => request("GET", "/search", { params }),
+  conversation: (id) => request("GET", `/conversations/${encodeURIComponent(id)}`),
+  startConversation: (title) => request("POST", "/conversations", { body: { title } }),
+  ask: (id, content) =>
+    request("POST", `/conversations/${encodeURIComponent(id)}/messages`, { body: { content } }),
+  message: (id, messageId) =>
+    request(
+      "GET",
+      `/conversations/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`,
+    ),
   createUpload: (file, contentType, sha256) =>
     request("POST", "/items", {
       body: { file_name: file.name, content_type: contentType, size: file.size, sha256 },

@@ -1,6 +1,8 @@
-// Collections in the browser: sign in, drop images in, watch them become searchable, find them.
+// Collections in the browser: sign in, drop images in, watch them become searchable, find them,
+// ask about them.
 
 import { currentUser, onSignedOut, resume, signIn, signOut } from "./api.js";
+import * as ask from "./ask.js";
 import { $, toast } from "./dom.js";
 import * as item from "./item.js";
 import * as library from "./library.js";
@@ -9,11 +11,19 @@ import * as search from "./search.js";
 import * as uploads from "./uploads.js";
 
 const config = JSON.parse(document.querySelector('meta[name="collections-config"]').content || "{}");
-const VIEWS = ["view-signin", "view-library", "view-results", "view-item", "view-signed-out"];
+const VIEWS = [
+  "view-signin",
+  "view-library",
+  "view-results",
+  "view-item",
+  "view-ask",
+  "view-signed-out",
+];
 
 function only(view) {
   $("loading").hidden = true;
   for (const id of VIEWS) $(id).hidden = id !== view;
+  if (view !== "view-ask") ask.leave();
   const signedIn = Boolean(currentUser());
   $("topbar").hidden = !signedIn;
   $("uploads").hidden = !signedIn || !$("upload-list").children.length;
@@ -39,6 +49,9 @@ async function route(params) {
     if (params.get("item")) {
       only("view-item");
       await item.show(params.get("item"));
+    } else if (params.get("ask")) {
+      only("view-ask");
+      await ask.show(params);
     } else if (params.get("q")) {
       only("view-results");
       await search.show(params);
@@ -104,6 +117,7 @@ async function start() {
   library.install();
   search.install();
   item.install();
+  ask.install();
   try {
     if (await resume()) router.render();
     else showSignIn();

@@ -28,6 +28,17 @@ function append(element, children) {
 
 export const $ = (id) => document.getElementById(id);
 
+/** An item's thumbnail (decorative: the item's headline is next to it), or a placeholder. */
+export function thumbnail(url) {
+  return h(
+    "span",
+    { class: "thumb" },
+    url
+      ? h("img", { src: url, alt: "", loading: "lazy", decoding: "async" })
+      : h("span", { class: "placeholder", "aria-hidden": "true" }),
+  );
+}
+
 let toastTimer = 0;
 
 /** A short message in the polite live region (read out by screen readers). */

@@ -2,7 +2,7 @@
 // filters by category, status and date (kept in the URL).
 
 import { api } from "./api.js";
-import { $, h } from "./dom.js";
+import { $, h, thumbnail } from "./dom.js";
 import { go } from "./router.js";
 import { onItem, watch } from "./watch.js";
 import { failureText, isDuplicate, STATUS, when } from "./words.js";
@@ -33,9 +33,6 @@ function query() {
 
 export function card(item) {
   const title = item.headline || item.file_name || "Untitled";
-  const thumb = item.thumbnail_url
-    ? h("img", { src: item.thumbnail_url, alt: "", loading: "lazy", decoding: "async" })
-    : h("span", { class: "placeholder", "aria-hidden": "true" });
   const state = isDuplicate(item)
     ? "Already in your collection"
     : item.status === "failed"
@@ -49,7 +46,7 @@ export function card(item) {
     h(
       "a",
       { href: `/?item=${item.id}`, "data-nav": true },
-      h("span", { class: "thumb" }, thumb),
+      thumbnail(item.thumbnail_url),
       h("span", { class: "card-title" }, title),
       h(
         "span",

@@ -1,5 +1,6 @@
 // The app's own addresses are query strings on "/": "/?q=…&mode=…" (a search), "/?item=<id>"
-// (one item), "/?category=…&status=…&from=…&to=…" (the collection, filtered). Every view is a
+// (one item), "/?ask=<conversation id>" or "/?ask=new" (the assistant),
+// "/?category=…&status=…&from=…&to=…" (the collection, filtered). Every view is a
 // real URL: it can be bookmarked, reloaded and shared, and the back button walks them.
 
 const routes = [];

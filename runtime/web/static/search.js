@@ -2,7 +2,7 @@
 // matches, and a plain statement when nothing in the collection is relevant.
 
 import { api } from "./api.js";
-import { $, h } from "./dom.js";
+import { $, h, thumbnail } from "./dom.js";
 import { relevance, when } from "./words.js";
 
 const PAGE = 20;
@@ -18,13 +18,7 @@ function result(hit, mode) {
     h(
       "a",
       { href: `/?item=${hit.item_id}`, "data-nav": true },
-      h(
-        "span",
-        { class: "thumb" },
-        hit.thumbnail_url
-          ? h("img", { src: hit.thumbnail_url, alt: "", loading: "lazy" })
-          : h("span", { class: "placeholder", "aria-hidden": "true" }),
-      ),
+      thumbnail(hit.thumbnail_url),
       h(
         "span",
         { class: "result-text" },
