@@ -455,9 +455,11 @@ def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str)
     expect(cited.first).to_have_attribute("data-id", item_id)
     expect(cited.first).to_contain_text(headline)
     expect(cited.first.locator("img")).to_have_count(1)  # its thumbnail
-    answer = first.locator(".answer-text").inner_text()
+    answer = first.locator(".answer-text").text_content() or ""
     for title in cited.locator(".citation-title").all_text_contents():
         assert title in answer, (title, answer)  # every card is an item the answer lists
+    shown = first.locator(".answer").text_content()
+    assert shown == answer + first.locator(".citations").text_content(), shown  # nothing else
     page.wait_for_function(
         "[...document.querySelectorAll('#ask-turns img')].every(i => i.complete && i.naturalWidth)"
     )

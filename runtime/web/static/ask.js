@@ -4,7 +4,7 @@
 // failed, only while this view is shown and for at most GIVE_UP_MS.
 
 import { api } from "./api.js";
-import { $, h, thumbnail } from "./dom.js";
+import { $, h, replace, thumbnail } from "./dom.js";
 import { go } from "./router.js";
 import { when } from "./words.js";
 
@@ -62,7 +62,7 @@ function clearProblem() {
 }
 
 function problem(...content) {
-  $("ask-error").replaceChildren(...content);
+  replace($("ask-error"), ...content);
   $("ask-error").hidden = false;
 }
 
@@ -149,7 +149,7 @@ function answering(element, note = "") {
 
 function settled(element, ...content) {
   const answer = answerOf(element);
-  answer.replaceChildren(...content);
+  replace(answer, ...content);
   answer.setAttribute("aria-busy", "false"); // now the live region is read out
 }
 

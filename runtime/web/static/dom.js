@@ -26,6 +26,13 @@ function append(element, children) {
   }
 }
 
+/** Replaces an element's children, skipping the absent ones (null, undefined, false) as h does. */
+export function replace(element, ...children) {
+  element.replaceChildren();
+  append(element, children);
+  return element;
+}
+
 export const $ = (id) => document.getElementById(id);
 
 /** An item's thumbnail (decorative: the item's headline is next to it), or a placeholder. */
