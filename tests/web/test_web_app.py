@@ -419,8 +419,9 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
 
 def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str) -> str:
     """The Ask view: two questions in one conversation, answers citing the items (a citation
-    opens its item), the conversation's limit, a spent daily budget, a failed answer and an
-    unknown conversation, each said in words. Returns the conversation's URL."""
+    opens its item), the conversation's limit, a spent daily budget, polling only while the
+    view is shown, a failed answer and an unknown conversation, each said in words. Returns
+    the conversation's URL."""
     page = me.page
     page.goto(url)
     others = page.locator(f"#grid li[data-status='ready']:not([data-id='{item_id}'])").first
@@ -528,13 +529,13 @@ def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str)
     expect(send).to_be_enabled()
     page.unroute("**/conversations/*/messages")
 
-    # -- while it is answered: "Answering…" and no second question; then it fails (here the
-    # message is shown to the page as still answering, then as timed out): the reason, and
-    # a way to ask again
+    # -- while it is answered: "Answering…" and no second question; polling only while the view
+    # is shown; then it fails. The page is shown the message as still answering (the message
+    # and the conversation, as the API would send them), then as timed out.
     answered = {"yet": False}
+    message_url, conversation_url_glob = "**/conversations/*/messages/*", "**/conversations/*"
 
-    def held_then_timed_out(route: Any) -> None:
-        message = route.fetch().json()
+    def held(message: dict[str, Any]) -> dict[str, Any]:
         message.update(answer=None, citations=[], status="answering")
         if answered["yet"]:
             message.update(
@@ -544,18 +545,48 @@ def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str)
                     "message": "The assistant did not answer in time; ask again.",
                 },
             )
-        route.fulfill(json=message)
+        return message
 
-    page.route("**/conversations/*/messages/*", held_then_timed_out)
+    def held_message(route: Any) -> None:
+        route.fulfill(json=held(route.fetch().json()))
+
+    def held_conversation(route: Any) -> None:
+        conversation = route.fetch().json()
+        conversation["messages"] = [held(m) for m in conversation["messages"]]
+        route.fulfill(json=conversation)
+
+    page.route(message_url, held_message)
+    page.route(conversation_url_glob, held_conversation)
     send.click()
     expect(turns).to_have_count(1)
     pending = turns.nth(0).locator(".answer")
     expect(pending).to_have_text("Answering…")
     expect(pending).to_have_attribute("aria-busy", "true")
-    with page.expect_request("**/conversations/*/messages/*"):
+    with page.expect_request(message_url):
         pass  # polled, and still answering
     box.fill("And one more?")
     expect(send).to_be_disabled()  # one question at a time
+
+    polls: list[str] = []
+
+    def count_polls(request: Any) -> None:
+        if "/messages/" in request.url:
+            polls.append(request.url)
+
+    page.on("request", count_polls)
+    page.get_by_role("link", name="Collections").click()
+    expect(page.get_by_role("heading", name="Your collection", exact=True)).to_be_visible()
+    polls.clear()
+    page.wait_for_timeout(3500)  # more than three polling intervals
+    assert not polls, polls
+    page.go_back()  # the conversation again: the question is followed again
+    expect(pending).to_have_text("Answering…")
+    with page.expect_request(message_url):
+        pass
+    page.remove_listener("request", count_polls)
+    expect(box).to_have_value("And one more?")
+    expect(send).to_be_disabled()
+
     answered["yet"] = True
     expect(pending).to_contain_text(
         "No answer: The assistant did not answer in time; ask again.",
@@ -564,7 +595,8 @@ def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str)
     expect(pending).to_contain_text("timed_out")
     expect(pending).to_have_attribute("aria-busy", "false")
     expect(send).to_be_enabled()
-    page.unroute("**/conversations/*/messages/*")
+    page.unroute(message_url)
+    page.unroute(conversation_url_glob)
     turns.nth(0).get_by_role("button", name="Ask it again").click()
     expect(box).to_have_value(third)
     expect(box).to_be_focused()
