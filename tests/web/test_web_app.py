@@ -419,9 +419,9 @@ def journey(product: SpawnedDev, browser: Browser, me: Session) -> None:
 
 def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str) -> str:
     """The Ask view: two questions in one conversation, answers citing the items (a citation
-    opens its item), the conversation's limit, a spent daily budget, polling only while the
-    view is shown, a failed answer and an unknown conversation, each said in words. Returns
-    the conversation's URL."""
+    opens its item), the conversation's limit, a spent daily budget, the service out of reach,
+    polling only while the view is shown, a failed answer and an unknown conversation, each
+    said in words. Returns the conversation's URL."""
     page = me.page
     page.goto(url)
     others = page.locator(f"#grid li[data-status='ready']:not([data-id='{item_id}'])").first
@@ -527,6 +527,15 @@ def ask_about_the_collection(me: Session, url: str, headline: str, item_id: str)
     expect(alert).to_contain_text("You have used your daily assistant budget")
     expect(alert).to_contain_text(re.compile(r"You can ask again from \S"))
     expect(send).to_be_enabled()
+    page.unroute("**/conversations/*/messages")
+
+    # -- the service out of reach: said, and the question kept ----------------------------------
+    page.route("**/conversations/*/messages", lambda route: route.abort("connectionrefused"))
+    send.click()
+    expect(alert).to_contain_text("Collections does not answer. Check your connection")
+    expect(box).to_have_value(third)
+    expect(send).to_be_enabled()
+    expect(turns).to_have_count(0)
     page.unroute("**/conversations/*/messages")
 
     # -- while it is answered: "Answering…" and no second question; polling only while the view
