@@ -70,8 +70,8 @@ UNMET_NOTES = {
     "adaptive ef_search; figures in search_scale.md",
     "api_load": "limit: queueing for 2 CPUs shared by PostgreSQL, the load generator and the API "
     "(tens of ms of CPU per request); tried: API processes up to the CPU count (1 vs 2 measured "
-    "one after the other; the 2-process run predates the TCP_NODELAY fix, ~40 ms per request), "
-    "bounded keyword search; figures in api_load.md and api_load_1worker.md",
+    "one after the other), bounded keyword search, TCP_NODELAY on the API's connections (-40 ms "
+    "a keep-alive request with 2 processes); figures in api_load.md and api_load_1worker.md",
     "vector_search": "limit: a tenant holds 1 in 10 of the graph's vectors, so the filtered "
     "scan visits ~10x the nodes of an unfiltered one; recall differs between builds of the same "
     "data (0.956 and 0.915 at ef_search 251); tried: ef_search by tenant share and page depth "
