@@ -85,16 +85,18 @@ def naive(data: bytes) -> dict[str, bytes]:
     return out
 
 
+def vips_suffix(encoder: str) -> str:
+    """libvips' save options for the same encodes as ``_save``."""
+    return f".webp[Q={WEBP['quality']},effort=2]" if encoder == "WEBP" else f".jpg[Q={JPEG_Q}]"
+
+
 def vips(data: bytes) -> dict[str, bytes]:
     out = {}
     for name, edge, encoder in RENDITIONS:
         image = pyvips.Image.thumbnail_buffer(data, edge, height=edge, size="down")
         if image.hasalpha():
             image = image.flatten(background=[255, 255, 255])
-        suffix = (
-            f".webp[Q={WEBP['quality']},effort=2]" if encoder == "WEBP" else f".jpg[Q={JPEG_Q}]"
-        )
-        out[name] = image.write_to_buffer(suffix)
+        out[name] = image.write_to_buffer(vips_suffix(encoder))
     return out
 
 
@@ -111,10 +113,7 @@ def vips_one_decode(data: bytes) -> dict[str, bytes]:
         scale = edge / max(current.width, current.height)
         if scale < 1:
             current = current.resize(scale, kernel="lanczos3").copy_memory()
-        suffix = (
-            f".webp[Q={WEBP['quality']},effort=2]" if encoder == "WEBP" else f".jpg[Q={JPEG_Q}]"
-        )
-        out[name] = current.write_to_buffer(suffix)
+        out[name] = current.write_to_buffer(vips_suffix(encoder))
     return out
 
 
@@ -144,12 +143,7 @@ def encode_costs(inputs: list[tuple[str, bytes]], rounds: int) -> dict[str, floa
                     if method == "pillow":
                         _save(pil_image, encoder)
                     else:
-                        suffix = (
-                            f".webp[Q={WEBP['quality']},effort=2]"
-                            if encoder == "WEBP"
-                            else f".jpg[Q={JPEG_Q}]"
-                        )
-                        vips_image.write_to_buffer(suffix)
+                        vips_image.write_to_buffer(vips_suffix(encoder))
                 seconds[method] += time.perf_counter() - started
     count = rounds * len(prepared)
     return {f"{method}_ms_per_image": round(1000 * s / count, 1) for method, s in seconds.items()}

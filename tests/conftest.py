@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
+from runtime.domain.assistant import Toolbox
 from runtime.local.cloud import EventPump, LocalCloud, bootstrap, start_emulator
 from runtime.local.postgres import LocalPostgres, free_port
+from runtime.providers.base import Embedder
 from tests.fakes.model_server import FakeModelServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +166,17 @@ def claude(
 @pytest.fixture
 def pump(env: LocalCloud) -> EventPump:
     return EventPump(env, retry_delay_seconds=0)
+
+
+def no_database() -> AbstractContextManager[Session]:
+    raise AssertionError("a tool reached the database")
+
+
+def no_embedder() -> Embedder:
+    raise AssertionError("a tool embedded a query")
+
+
+def unreachable_toolbox(user_id: str = "alice") -> Toolbox:
+    """The assistant's tools for ``user_id``, failing the test if they reach the database or the
+    embedder (for tool calls refused before, and for answers that call no tool)."""
+    return Toolbox(user_id, sessions=no_database, embedder=no_embedder)

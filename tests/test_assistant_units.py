@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -27,14 +26,7 @@ from runtime.domain.conversations import (
     seconds_until_next_day,
     utc_day,
 )
-
-
-def no_database() -> AbstractContextManager:
-    raise AssertionError("a refused tool call must not reach the database")
-
-
-def toolbox() -> Toolbox:
-    return Toolbox("alice", sessions=no_database, embedder=lambda: None)  # type: ignore[arg-type]
+from tests.conftest import no_database, no_embedder, unreachable_toolbox
 
 
 @pytest.mark.parametrize(
@@ -53,14 +45,14 @@ def toolbox() -> Toolbox:
 def test_bad_tool_calls_are_error_results_for_the_model(
     name: str, arguments: object, expected: str
 ) -> None:
-    result = toolbox().run(name, arguments)
+    result = unreachable_toolbox().run(name, arguments)
     assert result.is_error and not result.sources
     assert result.note is not None and expected in result.note
 
 
 def test_a_toolbox_needs_a_tenant() -> None:
     with pytest.raises(ValueError, match="tenant"):
-        Toolbox("", sessions=no_database, embedder=lambda: None)  # type: ignore[arg-type]
+        Toolbox("", sessions=no_database, embedder=no_embedder)
 
 
 def test_web_search_is_a_tool_only_when_configured() -> None:

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from unittest.mock import patch
 
@@ -30,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from runtime.config import Settings
 from runtime.domain.analysis import Analysis, analysis_tool_schema
-from runtime.domain.assistant import AssistantFailed, Limits, Toolbox
+from runtime.domain.assistant import AssistantFailed, Limits
 from runtime.domain.errors import PermanentError, TransientError
 from runtime.providers import factory
 from runtime.providers.anthropic_analyzer import SYSTEM_PROMPT, AnthropicAnalyzer
@@ -38,7 +37,7 @@ from runtime.providers.anthropic_assistant import AnthropicAssistant
 from runtime.providers.base import AnalysisResult, Analyzer, Embedder, Reranker, RerankUnavailable
 from runtime.providers.voyage_embedder import VoyageEmbedder
 from runtime.providers.voyage_reranker import VoyageReranker
-from tests.conftest import DATASETS, dataset
+from tests.conftest import DATASETS, dataset, unreachable_toolbox
 from tests.fakes.model_server import (
     DEFAULT_ANALYSIS,
     FakeModelServer,
@@ -652,7 +651,7 @@ def test_a_rotated_key_is_read_again_after_an_auth_failure(
     analyzer, embedder = anthropic_analyzer(server), voyage_embedder(server)
     assistant = AnthropicAssistant(Settings(anthropic_base_url=server.url))
     # A toolbox whose tools would fail the test if called: the scripted model answers directly.
-    toolbox = Toolbox("alice", sessions=no_database, embedder=lambda: None)  # type: ignore[arg-type]
+    toolbox = unreachable_toolbox()
     limits = Limits(max_tool_rounds=2, max_tokens=10_000, max_output_tokens=500)
     server.script(MESSAGES, [401, 401, {"answer": "Nothing to look up."}])
     server.script(EMBEDDINGS, [401])
@@ -679,10 +678,6 @@ def test_a_rotated_key_is_read_again_after_an_auth_failure(
         VOYAGE_KEY,
         "pa-rotated-0123456789",
     ]
-
-
-def no_database() -> AbstractContextManager:
-    raise AssertionError("no tool may reach the database here")
 
 
 def sent_key(request: RecordedRequest) -> str | None:

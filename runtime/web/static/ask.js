@@ -4,7 +4,7 @@
 // failed, only while this view is shown and for at most GIVE_UP_MS.
 
 import { api } from "./api.js";
-import { $, h, replace, thumbnail } from "./dom.js";
+import { $, h, itemEntry, replace } from "./dom.js";
 import { go } from "./router.js";
 import { when } from "./words.js";
 
@@ -93,19 +93,15 @@ function ended() {
 }
 
 function itemCitation(cited) {
-  return h(
-    "li",
-    { class: "citation", "data-id": cited.item_id },
+  return itemEntry(
+    { class: "citation" },
+    cited.item_id,
+    cited.thumbnail_url,
     h(
-      "a",
-      { href: `/?item=${cited.item_id}`, "data-nav": true },
-      thumbnail(cited.thumbnail_url),
-      h(
-        "span",
-        { class: "citation-text" },
-        h("span", { class: "citation-title" }, cited.title || "Untitled"),
-        cited.category ? h("span", { class: "card-meta" }, cited.category) : null,
-      ),
+      "span",
+      { class: "citation-text" },
+      h("span", { class: "citation-title" }, cited.title || "Untitled"),
+      cited.category ? h("span", { class: "card-meta" }, cited.category) : null,
     ),
   );
 }

@@ -36,13 +36,23 @@ export function replace(element, ...children) {
 export const $ = (id) => document.getElementById(id);
 
 /** An item's thumbnail (decorative: the item's headline is next to it), or a placeholder. */
-export function thumbnail(url) {
+function thumbnail(url) {
   return h(
     "span",
     { class: "thumb" },
     url
       ? h("img", { src: url, alt: "", loading: "lazy", decoding: "async" })
       : h("span", { class: "placeholder", "aria-hidden": "true" }),
+  );
+}
+
+/** A list entry (`attributes` on the <li>) whose link opens the item: its thumbnail, then
+ * `content`. */
+export function itemEntry(attributes, itemId, thumbnailUrl, ...content) {
+  return h(
+    "li",
+    { ...attributes, "data-id": itemId },
+    h("a", { href: `/?item=${itemId}`, "data-nav": true }, thumbnail(thumbnailUrl), ...content),
   );
 }
 

@@ -2,7 +2,7 @@
 // filters by category, status and date (kept in the URL).
 
 import { api } from "./api.js";
-import { $, h, thumbnail } from "./dom.js";
+import { $, h, itemEntry } from "./dom.js";
 import { go } from "./router.js";
 import { onItem, watch } from "./watch.js";
 import { failureText, isDuplicate, STATUS, when } from "./words.js";
@@ -40,21 +40,17 @@ export function card(item) {
       : item.status !== "ready"
         ? `${STATUS[item.status] ?? item.status}…`
         : null;
-  return h(
-    "li",
-    { class: "card", "data-id": item.id, "data-status": item.status },
+  return itemEntry(
+    { class: "card", "data-status": item.status },
+    item.id,
+    item.thumbnail_url,
+    h("span", { class: "card-title" }, title),
     h(
-      "a",
-      { href: `/?item=${item.id}`, "data-nav": true },
-      thumbnail(item.thumbnail_url),
-      h("span", { class: "card-title" }, title),
-      h(
-        "span",
-        { class: "card-meta" },
-        [when(item.created_at), item.category].filter(Boolean).join(" · "),
-      ),
-      state ? h("span", { class: `badge badge-${item.status}` }, state) : null,
+      "span",
+      { class: "card-meta" },
+      [when(item.created_at), item.category].filter(Boolean).join(" · "),
     ),
+    state ? h("span", { class: `badge badge-${item.status}` }, state) : null,
   );
 }
 

@@ -2,7 +2,7 @@
 // matches, and a plain statement when nothing in the collection is relevant.
 
 import { api } from "./api.js";
-import { $, h, thumbnail } from "./dom.js";
+import { $, h, itemEntry } from "./dom.js";
 import { relevance, when } from "./words.js";
 
 const PAGE = 20;
@@ -12,36 +12,32 @@ let state = { q: "", mode: "hybrid", cursor: null, generation: 0 };
 function result(hit, mode) {
   const match = relevance(mode, hit.score);
   const title = hit.headline || hit.file_name || "Untitled";
-  return h(
-    "li",
-    { class: "result", "data-id": hit.item_id },
+  return itemEntry(
+    { class: "result" },
+    hit.item_id,
+    hit.thumbnail_url,
     h(
-      "a",
-      { href: `/?item=${hit.item_id}`, "data-nav": true },
-      thumbnail(hit.thumbnail_url),
+      "span",
+      { class: "result-text" },
+      h("span", { class: "result-title" }, title),
+      hit.summary ? h("span", { class: "result-summary" }, hit.summary) : null,
       h(
         "span",
-        { class: "result-text" },
-        h("span", { class: "result-title" }, title),
-        hit.summary ? h("span", { class: "result-summary" }, hit.summary) : null,
-        h(
-          "span",
-          { class: "card-meta" },
-          [hit.category, hit.file_name, when(hit.created_at)].filter(Boolean).join(" · "),
-        ),
+        { class: "card-meta" },
+        [hit.category, hit.file_name, when(hit.created_at)].filter(Boolean).join(" · "),
       ),
-      h(
-        "span",
-        { class: "relevance" },
-        h("meter", {
-          min: "0",
-          max: "1",
-          value: match.value.toFixed(3),
-          "aria-label": `Relevance: ${match.words}`,
-          title: `score ${hit.score.toFixed(3)}`,
-        }),
-        h("span", { class: "relevance-words" }, match.words),
-      ),
+    ),
+    h(
+      "span",
+      { class: "relevance" },
+      h("meter", {
+        min: "0",
+        max: "1",
+        value: match.value.toFixed(3),
+        "aria-label": `Relevance: ${match.words}`,
+        title: `score ${hit.score.toFixed(3)}`,
+      }),
+      h("span", { class: "relevance-words" }, match.words),
     ),
   );
 }
